@@ -1,0 +1,208 @@
+"""The etcd connection both processes share: settings as ExternalDNS reads them, and a safe aetcd client.
+
+This is the one I/O helper in ``skydns`` (the format modules stay pure). Settings:
+
+* endpoints from the ``--etcd-endpoints`` flag, else ``ETCD_URLS`` (comma-separated), else
+  ``http://localhost:2379``; every URL must start with ``http://`` or ``https://``;
+* TLS when the first URL is ``https://``: ``ETCD_CA_FILE``, ``ETCD_CERT_FILE`` + ``ETCD_KEY_FILE`` (both or
+  neither), ``ETCD_TLS_SERVER_NAME``, ``ETCD_TLS_INSECURE`` (``true``/``yes``/``1``: accept any server name);
+* auth: ``ETCD_USERNAME`` + ``ETCD_PASSWORD`` (both or neither).
+
+The client fixes the traps of aetcd 1.0: it has no TLS (we build the secure channel ourselves), gRPC's 4 MiB
+receive limit (raised), no keepalive (set, including ``grpc.http2.ping_timeout_ms``, so a frozen etcd breaks a
+watch within ~10 s instead of hanging it), and its range API cannot read at a revision or page (we call the raw
+``Range`` RPC in :func:`read_prefix`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aetcd
+import grpc
+from aetcd import exceptions as etcd_errors
+from aetcd import rpc, watcher
+from aetcd.utils import prefix_range_end
+
+DEFAULT_URL = "http://localhost:2379"
+TRUE_WORDS = {"1", "true", "yes"}
+
+CHANNEL_OPTIONS: dict[str, Any] = {
+    "grpc.max_receive_message_length": 256 << 20,
+    "grpc.max_send_message_length": 64 << 20,
+    "grpc.keepalive_time_ms": 5000,
+    "grpc.keepalive_timeout_ms": 3000,
+    "grpc.keepalive_permit_without_calls": 1,
+    "grpc.http2.max_pings_without_data": 0,
+    "grpc.http2.min_time_between_pings_ms": 1000,
+    "grpc.http2.min_ping_interval_without_data_ms": 1000,
+    "grpc.http2.ping_timeout_ms": 3000,
+    "grpc.initial_reconnect_backoff_ms": 200,
+    "grpc.max_reconnect_backoff_ms": 2000,
+}
+
+
+class EtcdConfigError(ValueError):
+    """A bad etcd setting; the message names the variable or flag."""
+
+
+@dataclass(frozen=True)
+class EtcdSettings:
+    endpoints: tuple[str, ...]
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None
+    insecure: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.endpoints[0].startswith("https://")
+
+    @classmethod
+    def from_env(cls, endpoints: str | None = None, env: Mapping[str, str] | None = None) -> EtcdSettings:
+        """Settings from the flag value (if given) and the ``ETCD_*`` variables."""
+        env = os.environ if env is None else env
+        source = "--etcd-endpoints" if endpoints else "ETCD_URLS"
+        raw = endpoints or env.get("ETCD_URLS") or DEFAULT_URL
+        urls = tuple(u.strip() for u in raw.split(",") if u.strip())
+        if not urls:
+            raise EtcdConfigError(f"{source}: no etcd URL given")
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise EtcdConfigError(f"{source}: etcd URLs must start with either http:// or https://, got {url!r}")
+            try:
+                parts.port  # noqa: B018 - validates the port
+            except ValueError:
+                raise EtcdConfigError(f"{source}: bad port in {url!r}") from None
+
+        def get(name: str) -> str | None:
+            return env.get(name) or None
+
+        cert, key = get("ETCD_CERT_FILE"), get("ETCD_KEY_FILE")
+        if bool(cert) != bool(key):
+            raise EtcdConfigError("ETCD_CERT_FILE and ETCD_KEY_FILE must be set together")
+        user, password = get("ETCD_USERNAME"), get("ETCD_PASSWORD")
+        if bool(user) != bool(password):
+            raise EtcdConfigError("ETCD_USERNAME and ETCD_PASSWORD must be set together")
+        for name in ("ETCD_CA_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE"):
+            path = get(name)
+            if path and not os.path.isfile(path):
+                raise EtcdConfigError(f"{name}: no such file {path!r}")
+        return cls(
+            endpoints=urls, ca_file=get("ETCD_CA_FILE"), cert_file=cert, key_file=key,
+            server_name=get("ETCD_TLS_SERVER_NAME"),
+            insecure=(env.get("ETCD_TLS_INSECURE", "").strip().lower() in TRUE_WORDS),
+            username=user, password=password,
+        )
+
+    def grpc_target(self) -> str:
+        """One target for all endpoints when they are IP literals (gRPC fails over between them), else the first."""
+        hosts = [urlsplit(u) for u in self.endpoints]
+        addrs = [f"{h.hostname}:{h.port or 2379}" for h in hosts]
+        if len(addrs) > 1 and all(_is_ipv4(h.hostname or "") for h in hosts):
+            return "ipv4:" + ",".join(addrs)
+        return addrs[0]
+
+
+def _is_ipv4(host: str) -> bool:
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() for p in parts)
+
+
+def _read(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class EtcdClient(aetcd.Client):
+    """aetcd's client with TLS, several endpoints and our channel options."""
+
+    def __init__(self, settings: EtcdSettings, timeout: int | None = 5) -> None:
+        first = urlsplit(settings.endpoints[0])
+        options = dict(CHANNEL_OPTIONS)
+        if settings.server_name:
+            options["grpc.ssl_target_name_override"] = settings.server_name
+        super().__init__(host=first.hostname or "localhost", port=first.port or 2379,
+                         username=settings.username, password=settings.password,
+                         timeout=timeout, options=options)
+        self.settings = settings
+        self._is_connecting: bool = False
+
+    async def connect(self) -> None:
+        """aetcd's connect(), but over our channel (TLS, several endpoints); a no-op once connected."""
+        if self._connected.is_set():
+            return
+        if self._is_connecting:
+            await asyncio.wait_for(self._connected.wait(), self._connect_wait_timeout)
+            return
+        self._is_connecting = True
+        try:
+            self.channel = self._channel()
+            if self._username is not None:
+                self.auth_stub = rpc.AuthStub(self.channel)
+                req = rpc.AuthenticateRequest(name=self._username, password=self._password)
+                try:
+                    resp = await self.auth_stub.Authenticate(req, timeout=self._timeout)
+                except rpc.AioRpcError as exc:
+                    etcd_errors._handle_exception(exc)
+                self.metadata = (("token", resp.token),)
+            self.kvstub = rpc.KVStub(self.channel)
+            self.clusterstub = rpc.ClusterStub(self.channel)
+            self.leasestub = rpc.LeaseStub(self.channel)
+            self.maintenancestub = rpc.MaintenanceStub(self.channel)
+            self._watcher = watcher.Watcher(rpc.WatchStub(self.channel), timeout=self._timeout,
+                                            metadata=self.metadata)
+            self._connected.set()
+        finally:
+            self._is_connecting = False
+
+    def _channel(self) -> grpc.aio.Channel:
+        target = self.settings.grpc_target()
+        opts = list(self._options.items())
+        if not self.settings.secure:
+            return grpc.aio.insecure_channel(target, options=opts)
+        if self.settings.insecure:
+            # Accept any certificate name: the closest gRPC offers is overriding the checked name with the
+            # one the server presents; without a known name we fall back to the host in the URL.
+            opts.append(("grpc.ssl_target_name_override", self.settings.server_name or urlsplit(
+                self.settings.endpoints[0]).hostname or ""))
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=_read(self.settings.ca_file),
+            private_key=_read(self.settings.key_file),
+            certificate_chain=_read(self.settings.cert_file),
+        )
+        return grpc.aio.secure_channel(target, creds, options=opts)
+
+
+async def read_prefix(client: aetcd.Client, prefix: bytes, revision: int = 0,
+                      page: int = 2000) -> tuple[int, list[Any]]:
+    """Every key-value under ``prefix`` at one revision, read in pages.
+
+    Returns ``(revision, kvs)``; ``kvs`` are etcd ``KeyValue`` messages (``key``, ``value``, ``mod_revision``,
+    ``lease``...). With ``revision=0`` the revision of the first page is used for the rest.
+    """
+    await client.connect()
+    assert client.kvstub is not None
+    end = prefix_range_end(prefix)
+    start, out = prefix, []
+    while True:
+        req = rpc.RangeRequest(key=start, range_end=end, revision=revision, limit=page,
+                               sort_order=rpc.RangeRequest.NONE)
+        resp = await client.kvstub.Range(req, timeout=client._timeout, metadata=client.metadata)
+        if revision == 0:
+            revision = resp.header.revision
+        out.extend(resp.kvs)
+        if not resp.more or not resp.kvs:
+            return revision, out
+        start = resp.kvs[-1].key + b"\0"
