@@ -1,0 +1,1 @@
+"""dnssync: Kubernetes Services and Ingresses -> SkyDNS records in etcd (source -> endpoints -> plan -> writer)."""

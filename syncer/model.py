@@ -1,0 +1,52 @@
+"""The values passed between the syncer's layers: what the cluster holds, and the records it implies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Obj = dict[str, Any]  # a Kubernetes object as JSON (same shape from the API and from manifest files)
+
+
+@dataclass
+class ClusterSnapshot:
+    """The objects the sources read; filled from the API (``--kubeconfig``) or from files (``--from-manifests``)."""
+
+    services: list[Obj] = field(default_factory=list)
+    ingresses: list[Obj] = field(default_factory=list)
+    nodes: list[Obj] = field(default_factory=list)
+    pods: list[Obj] = field(default_factory=list)
+    endpointslices: list[Obj] = field(default_factory=list)
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """One desired DNS record set: a name, a type and its targets.
+
+    ``name`` is fully normalised (lower-case, A-label) *without* the trailing dot. ``targets`` are sorted and
+    de-duplicated: IP literals for A/AAAA, a host name (no trailing dot) for CNAME, ``"priority weight port target"``
+    for SRV, the text for TXT. ``ttl`` is ``None`` when not set. ``resource`` names the object it came from
+    (``service/<ns>/<name>`` or ``ingress/<ns>/<name>``); ``group`` is the ``coredns-group`` annotation.
+    """
+
+    name: str
+    type: str
+    targets: tuple[str, ...]
+    ttl: int | None = None
+    resource: str = ""
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A record, or an object, the sources left out, and why (shown in the plan output and logged)."""
+
+    resource: str
+    value: str
+    reason: str
+
+
+@dataclass
+class SourceResult:
+    endpoints: list[Endpoint] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
