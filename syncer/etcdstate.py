@@ -1,0 +1,129 @@
+"""The current records: every key under the prefix, classified the way CoreDNS reads it.
+
+One :class:`CurrentRecord` per etcd key. What we find there, and how it is classified:
+
+* our own records: ``<name>/<8-hex leaf>`` with ``targetstrip: 1``, ``owner`` = our id, ``resource`` set;
+* ExternalDNS's: ``<name>/<random 8-hex leaf>`` with ``targetstrip: 1`` (an ``owner`` only with
+  ``--coredns-strictly-owned``), and its TXT registry's ownership keys ``a-<name>/<leaf>`` holding
+  ``{"text": "\\"heritage=external-dns,...\\""}`` - a TXT record at the name ``a-<name>``;
+* hand-written keys, often the bare name path (``/skydns/org/example/www``) with no ``targetstrip``.
+
+The name comes from the key with ``targetstrip`` applied; the type from the host, as
+:func:`skydns.record.host_kind` says CoreDNS serves it: an IP -> ``A``/``AAAA``; a name host -> ``CNAME``, or
+``SRV`` when it has a port, priority or weight (how we store SRV); a text -> ``TXT``; nothing -> ``NONE``. The
+plan manages only A, AAAA, CNAME and SRV, and only records whose ``owner`` is ours; everything else is only
+looked at (it blocks creating records at its name). A value that does not decode is reported as
+:class:`Malformed` and left alone - it is not ours to fix, and it can't be owned by us.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aetcd
+
+from skydns.etcd import read_prefix
+from skydns.names import InvalidKeyError, key_to_name, normalize_prefix
+from skydns.record import HostKind, Record, RecordDecodeError, decode, host_kind, parse_ip
+
+
+@dataclass(frozen=True)
+class CurrentRecord:
+    """One etcd key as a DNS record. ``name`` has no trailing dot; ``ttl`` is None when the value has none."""
+
+    key: str
+    name: str
+    type: str
+    target: str
+    ttl: int | None = None
+    owner: str = ""
+    resource: str = ""
+    group: str = ""
+    mod_revision: int = 0
+    record: Record = field(default_factory=Record)
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A key whose value (or path) can't be read as a SkyDNS record; skipped and counted."""
+
+    key: str
+    reason: str
+
+
+@dataclass
+class CurrentState:
+    revision: int
+    records: list[CurrentRecord]
+    malformed: list[Malformed]
+
+
+def classify(key: str, record: Record, prefix: str, mod_revision: int = 0) -> CurrentRecord:
+    """The record type and canonical target of one decoded value (see the module docstring)."""
+    name = key_to_name(key, prefix, record.targetstrip).rstrip(".")
+    kind = host_kind(record)
+    if kind in (HostKind.A, HostKind.AAAA):
+        record_type, target = kind.value, str(parse_ip(record.host))
+    elif kind is HostKind.CNAME:
+        host = record.host.rstrip(".").lower()
+        if record.port > 0 or record.priority or record.weight:
+            record_type, target = "SRV", f"{record.priority} {record.weight} {record.port} {host}"
+        else:
+            record_type, target = "CNAME", host
+    elif kind is HostKind.TXT:
+        record_type, target = "TXT", record.text
+    else:
+        record_type, target = "NONE", ""
+    return CurrentRecord(key=key, name=name, type=record_type, target=target, ttl=record.ttl or None,
+                         owner=record.owner, resource=record.resource, group=record.group,
+                         mod_revision=mod_revision, record=record)
+
+
+def classify_kvs(kvs: Iterable[Any], prefix: str) -> tuple[list[CurrentRecord], list[Malformed]]:
+    """etcd KeyValues (``.key``, ``.value``, ``.mod_revision``) -> records and malformed keys, sorted by key."""
+    prefix = normalize_prefix(prefix)
+    records: list[CurrentRecord] = []
+    malformed: list[Malformed] = []
+    for kv in kvs:
+        try:
+            key = kv.key.decode("utf-8")
+        except UnicodeDecodeError:
+            malformed.append(Malformed(kv.key.decode("utf-8", "replace"), "the key is not UTF-8"))
+            continue
+        try:
+            record = decode(kv.value, key)
+            records.append(classify(key, record, prefix, kv.mod_revision))
+        except RecordDecodeError as exc:
+            malformed.append(Malformed(key, exc.reason))
+        except InvalidKeyError as exc:
+            malformed.append(Malformed(key, exc.reason))
+    records.sort(key=lambda r: r.key)
+    malformed.sort(key=lambda m: m.key)
+    return records, malformed
+
+
+def prefix_bytes(prefix: str) -> bytes:
+    """``/skydns`` -> ``b"/skydns/"`` (never ``/skydns`` alone: that would also read ``/skydns2/...``)."""
+    return (normalize_prefix(prefix) + "/").encode()
+
+
+async def read_current(client: aetcd.Client, prefix: str) -> CurrentState:
+    """Every record under the prefix, read at one revision (paged)."""
+    revision, kvs = await read_prefix(client, prefix_bytes(prefix))
+    records, malformed = classify_kvs(kvs, prefix)
+    return CurrentState(revision, records, malformed)
+
+
+async def read_name(client: aetcd.Client, prefix: str, name: str) -> CurrentState:
+    """The records whose name is ``name``: one read at one revision of the bare key and everything below it."""
+    from syncer.keys import name_key
+
+    path = name_key(prefix, name)
+    revision, kvs = await read_prefix(client, path.encode())
+    below = path + "/"
+    kvs = [kv for kv in kvs if kv.key == path.encode() or kv.key.startswith(below.encode())]
+    records, malformed = classify_kvs(kvs, prefix)
+    wanted = name.rstrip(".")
+    return CurrentState(revision, [r for r in records if r.name == wanted], malformed)

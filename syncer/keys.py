@@ -1,0 +1,91 @@
+"""What the syncer writes to etcd: one key and one SkyDNS value per (name, type, target).
+
+Key: ``<prefix>/<reversed name labels>/<leaf>`` with ``"targetstrip": 1`` in the value, so CoreDNS (and our
+resolver) strips the leaf to get the record name, exactly as for ExternalDNS's random-leaf keys. The leaf is
+the first 8 hex digits of ``sha256("<TYPE>|<target>")``: the same desired state always gives the same keys, so a
+repeated run writes nothing, and a record's key never depends on the order records were created in.
+
+Value: ``host`` (the IP, the CNAME target, or the SRV target name), ``port``/``priority``/``weight`` for SRV
+(real SRV fields, not the raw ``"0 50 30080 host."`` text ExternalDNS would store), ``ttl`` (left out when
+unset), ``targetstrip: 1``, ``group``, ``owner`` (the ``--owner-id``) and ``resource`` (the source object). Never
+a ``text`` field: CoreDNS serves a name host with a text as TXT only and the record would be lost.
+
+Targets are canonical strings, the same in desired endpoints and in records read back: an IP as written
+(``parse_ip`` normalised), a host name lower-cased without the trailing dot, an SRV target as
+``"priority weight port target"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from skydns.names import name_to_key
+from skydns.record import Record, parse_ip
+
+MANAGED_TYPES = ("A", "AAAA", "CNAME", "SRV")
+LEAF_LENGTH = 8
+
+
+class BadTargetError(ValueError):
+    """A target that cannot be stored for its record type."""
+
+
+def leaf(record_type: str, target: str) -> str:
+    """The stable 8-hex-digit key leaf of one target: ``leaf("A", "10.0.0.1")``."""
+    return hashlib.sha256(f"{record_type}|{target}".encode()).hexdigest()[:LEAF_LENGTH]
+
+
+def name_key(prefix: str, name: str) -> str:
+    """The key path of a name (no leaf): ``/skydns/org/example/www``."""
+    return name_to_key(name, prefix)
+
+
+def record_key(prefix: str, name: str, record_type: str, target: str) -> str:
+    """``/skydns/org/example/www/<leaf>``."""
+    return f"{name_key(prefix, name)}/{leaf(record_type, target)}"
+
+
+def parse_srv(target: str) -> tuple[int, int, int, str]:
+    """``"0 50 30080 www.example.org"`` -> ``(priority, weight, port, host)``; BadTargetError when malformed."""
+    parts = target.split()
+    if len(parts) != 4:
+        raise BadTargetError(f"SRV target {target!r} is not 'priority weight port target'")
+    try:
+        priority, weight, port = (int(p) for p in parts[:3])
+    except ValueError:
+        raise BadTargetError(f"SRV target {target!r} has a non-numeric priority, weight or port") from None
+    if not (0 <= priority <= 65535 and 0 <= weight <= 65535 and 0 < port <= 65535):
+        raise BadTargetError(f"SRV target {target!r} has a priority, weight or port out of range")
+    host = parts[3].rstrip(".").lower()
+    if not host:
+        raise BadTargetError(f"SRV target {target!r} has an empty target name")
+    return priority, weight, port, host
+
+
+def canonical_target(record_type: str, target: str) -> str:
+    """The one spelling of a target used in keys, values and comparisons; BadTargetError when it can't be stored."""
+    target = target.strip()
+    if record_type in ("A", "AAAA"):
+        ip = parse_ip(target)
+        if ip is None or (ip.version == 4) != (record_type == "A"):
+            raise BadTargetError(f"{target!r} is not an IPv{4 if record_type == 'A' else 6} address")
+        return str(ip)
+    if record_type == "CNAME":
+        host = target.rstrip(".").lower()
+        if not host or parse_ip(host) is not None or any(c.isspace() for c in host):
+            raise BadTargetError(f"{target!r} is not a host name")
+        return host
+    if record_type == "SRV":
+        priority, weight, port, host = parse_srv(target)
+        return f"{priority} {weight} {port} {host}"
+    raise BadTargetError(f"record type {record_type} is not managed (only {', '.join(MANAGED_TYPES)})")
+
+
+def record_value(record_type: str, target: str, *, ttl: int | None, group: str, owner: str,
+                 resource: str) -> Record:
+    """The SkyDNS value for one canonical target (see the module docstring)."""
+    if record_type == "SRV":
+        priority, weight, port, host = parse_srv(target)
+        return Record(host=host, port=port, priority=priority, weight=weight, ttl=ttl or 0, targetstrip=1,
+                      group=group, owner=owner, resource=resource)
+    return Record(host=target, ttl=ttl or 0, targetstrip=1, group=group, owner=owner, resource=resource)

@@ -1,0 +1,80 @@
+"""The plan as people and programs read it (stdout). Logs go elsewhere (stderr).
+
+Text, one line per change, then skipped records, then the summary::
+
+    + www.example.org A 203.0.113.10 ttl=60 service/default/web
+    ~ api.example.org A 203.0.113.11 (was 203.0.113.9) ttl=- ingress/default/api
+    - old.example.org CNAME lb.example.net ttl=- service/default/old
+    ! service/default/bad: www.example.org A nope: 'nope' is not an IPv4 address
+    3 to create, 1 to update, 0 to delete, 1 skipped
+
+JSON (``--output json``), one object::
+
+    {"changes": [{"action", "name", "type", "targets", "ttl", "resource"}],
+     "summary": {"create", "update", "delete", "skipped"},
+     "skipped": [{"resource", "value", "reason"}]}
+
+Names have no trailing dot, targets are sorted (SRV as ``priority weight port target``), ``ttl`` is null when
+unset; ``resource`` is the source object (several, comma-separated, when objects share a record set).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from syncer.model import Skipped
+from syncer.plan import Change, Plan
+
+SYMBOLS = {"create": "+", "update": "~", "delete": "-"}
+
+
+def summary(plan: Plan, skipped: Sequence[Skipped]) -> dict[str, int]:
+    return {"create": plan.count("create"), "update": plan.count("update"), "delete": plan.count("delete"),
+            "skipped": len(skipped)}
+
+
+def change_dict(change: Change) -> dict[str, Any]:
+    return {"action": change.action, "name": change.name, "type": change.type, "targets": list(change.targets),
+            "ttl": change.ttl, "resource": change.resource}
+
+
+def render_json(plan: Plan, skipped: Sequence[Skipped]) -> str:
+    data = {
+        "changes": [change_dict(c) for c in plan.changes],
+        "summary": summary(plan, skipped),
+        "skipped": [{"resource": s.resource, "value": s.value, "reason": s.reason} for s in skipped],
+    }
+    return json.dumps(data, indent=2, sort_keys=False)
+
+
+def change_line(change: Change) -> str:
+    targets = ",".join(change.targets)
+    if change.action == "update" and change.old_targets != change.targets:
+        targets += f" (was {','.join(change.old_targets)})"
+    ttl = "-" if change.ttl is None else str(change.ttl)
+    return f"{SYMBOLS[change.action]} {change.name} {change.type} {targets} ttl={ttl} {change.resource or '-'}"
+
+
+def summary_line(plan: Plan, skipped: Sequence[Skipped]) -> str:
+    counts = summary(plan, skipped)
+    line = f"{counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete"
+    return line + (f", {counts['skipped']} skipped" if counts["skipped"] else "")
+
+
+def render_text(plan: Plan, skipped: Sequence[Skipped]) -> str:
+    lines = [change_line(c) for c in plan.changes]
+    lines += [f"! {s.resource or '-'}: {s.value}: {s.reason}" for s in skipped]
+    if not plan.changes:
+        lines.append("No changes: the records are up to date.")
+    lines.append(summary_line(plan, skipped))
+    return "\n".join(lines)
+
+
+def render(plan: Plan, skipped: Sequence[Skipped], fmt: str) -> str:
+    if fmt == "json":
+        return render_json(plan, skipped)
+    if fmt == "text":
+        return render_text(plan, skipped)
+    raise ValueError(f"--output must be text or json, not {fmt!r}")

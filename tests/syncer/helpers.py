@@ -1,0 +1,29 @@
+"""Builders shared by the syncer-core tests: endpoints and current records as the syncer writes and reads them."""
+
+from __future__ import annotations
+
+from skydns.record import Record
+from syncer.etcdstate import CurrentRecord, classify
+from syncer.keys import record_key, record_value
+from syncer.model import Endpoint
+
+PREFIX = "/skydns"
+OWNER = "cluster-a"
+
+
+def ep(name: str, rtype: str, *targets: str, resource: str = "service/default/web", ttl: int | None = None,
+       group: str = "") -> Endpoint:
+    return Endpoint(name, rtype, tuple(sorted(targets)), ttl, resource, group)
+
+
+def ours(name: str, rtype: str, target: str, resource: str = "service/default/web", ttl: int | None = None,
+         owner: str = OWNER, group: str = "", revision: int = 5) -> CurrentRecord:
+    """A record exactly as the syncer writes it (stable key, full value)."""
+    key = record_key(PREFIX, name, rtype, target)
+    value = record_value(rtype, target, ttl=ttl, group=group, owner=owner, resource=resource)
+    return classify(key, value, PREFIX, revision)
+
+
+def raw(key: str, record: Record, revision: int = 3) -> CurrentRecord:
+    """Any stored value (hand-written, ExternalDNS), classified as the reader does."""
+    return classify(key, record, PREFIX, revision)
