@@ -1,0 +1,378 @@
+"""The message layer: one DNS query in (bytes), the response out (bytes), with a cache of encoded answers.
+
+:meth:`Answerer.respond` never raises. Protocol decisions:
+
+* A packet shorter than a header, or with QR=1 (a response), gets no answer at all (``None``).
+* Opcode other than QUERY -> NOTIMP. No question, more than one question, an unparsable question, trailing
+  bytes after the message, a malformed OPT -> FORMERR (question omitted when it cannot be parsed). EDNS
+  version other than 0 -> BADVERS (RFC 6891) with an OPT of version 0. A TSIG-signed query -> NOTAUTH (we hold
+  no keys).
+* QCLASS IN is answered; QCLASS ANY is answered like IN (records are class IN); any other class -> REFUSED.
+  QTYPE AXFR/IXFR -> REFUSED (no zone transfers); the meta types OPT/TSIG/TKEY as a question -> FORMERR.
+* Names outside every served zone -> REFUSED (not an open resolver). AA is set on answers from a zone; RD
+  and CD are copied from the query; RA is never set.
+* EDNS: a query with an OPT gets an OPT back (payload 1232, DO echoed, no options - options in the query are
+  ignored). UDP answers are sized to the client's payload (512 without EDNS, never below 512). When the answer
+  does not fit, the additional section is dropped first (no TC: it only holds glue); when it still does not fit,
+  the reply carries TC=1 and only the question (+ OPT), so the client retries over TCP. TCP allows 65535 bytes.
+
+The cache: encoded answers keyed by the lower-cased question (qname wire bytes, then qtype and qclass). EDNS,
+payload size, the DO bit and UDP/TCP do not split the key: each entry keeps the full answer, the answer without
+the additional section and the truncated reply, and a hit picks one and appends the OPT. On a hit the reply is
+the cached bytes with the query's ID, RD/CD bits and question name (original case, same length) patched in;
+owner names that are compression pointers into the question follow the query's case. The hit path parses the
+header and question with slicing (no dnspython); anything unusual goes to the dnspython slow path.
+
+Invalidation is driven by the store, never by TTL: while an answer is built, every etcd path it read is
+recorded (subtree and exact reads, wildcard cut prefixes, CNAME targets, glue, apex/NS reads, and the zone for
+negative and SOA answers, whose serial changes with any change in the zone). A change of key K drops the
+entries registered under K and under every ancestor path of K; :meth:`Store.replace` drops everything. Answers
+built from leased records (their TTL counts down) are served from the cache for at most one second. The cache
+holds at most ``cache_size`` entries; when full, the oldest eighth is dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import time
+from collections.abc import Sequence
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import structlog
+
+from resolver import metrics
+from resolver.lookup import RR, Lookup
+from resolver.store import Store
+
+log = structlog.get_logger()
+
+ADVERTISED_PAYLOAD = 1232
+LEASED_CACHE_SECONDS = 1.0
+DEFAULT_CACHE_SIZE = 200_000
+
+_OPT_PLAIN = struct.pack("!BHHIH", 0, 41, ADVERTISED_PAYLOAD, 0, 0)
+_OPT_DO = struct.pack("!BHHIH", 0, 41, ADVERTISED_PAYLOAD, 0x8000, 0)
+_QDCOUNT1_NOAR = b"\x00\x01\x00\x00\x00\x00\x00\x00"
+_QDCOUNT1_AR1 = b"\x00\x01\x00\x00\x00\x00\x00\x01"
+_HEADER = struct.Struct("!HHHHHH")
+
+_REFUSED_TYPES = {dns.rdatatype.AXFR, dns.rdatatype.IXFR}
+_FORMERR_TYPES = {dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY}
+
+
+class _Variant:
+    """One encoded reply, split around the question name so a hit can patch it in."""
+
+    __slots__ = ("b2", "b3", "mid", "mid_opt", "size", "tail")
+
+    def __init__(self, wire: bytes, qend: int) -> None:
+        self.b2 = wire[2]
+        self.b3 = wire[3]
+        self.mid = wire[4:12]
+        arcount = (wire[10] << 8) | wire[11]
+        self.mid_opt = wire[4:10] + struct.pack("!H", arcount + 1)
+        self.tail = wire[qend:]
+        self.size = len(wire)
+
+
+class _Cached:
+    __slots__ = ("deps", "expires", "full", "noextra", "rcode", "tc")
+
+    def __init__(self, full: _Variant, noextra: _Variant | None, tc: _Variant, rcode: int,
+                 deps: tuple[str, ...], expires: float) -> None:
+        self.full = full
+        self.noextra = noextra
+        self.tc = tc
+        self.rcode = rcode
+        self.deps = deps
+        self.expires = expires
+
+
+def _compose(entry: _Cached, head4: bytes, qname: bytes, edns: bool, do: bool, payload: int, tcp: bool) -> bytes:
+    """The reply to one query from a cache entry (see the module docstring)."""
+    if tcp:
+        limit = 65535
+    elif edns:
+        limit = payload if payload > 512 else 512
+    else:
+        limit = 512
+    v = entry.full
+    if edns:
+        if v.size + 11 > limit:
+            nx = entry.noextra
+            v = nx if nx is not None and nx.size + 11 <= limit else entry.tc
+        flags = bytes((v.b2 | (head4[2] & 0x01), v.b3 | (head4[3] & 0x10)))
+        return b"".join((head4[:2], flags, v.mid_opt, qname, v.tail, _OPT_DO if do else _OPT_PLAIN))
+    if v.size > limit:
+        nx = entry.noextra
+        v = nx if nx is not None and nx.size <= limit else entry.tc
+    flags = bytes((v.b2 | (head4[2] & 0x01), v.b3 | (head4[3] & 0x10)))
+    return b"".join((head4[:2], flags, v.mid, qname, v.tail))
+
+
+def _bare(query: bytes, rcode: int) -> bytes:
+    """A header-only reply: the query's ID, opcode and RD, QR set, the rcode."""
+    qid, flags = struct.unpack_from("!HH", query)
+    out_flags = 0x8000 | (flags & 0x7800) | (flags & 0x0100) | (rcode & 0xF)
+    return _HEADER.pack(qid, out_flags, 0, 0, 0, 0)
+
+
+class Answerer:
+    """Answers DNS queries for ``zones`` from ``store`` (see the module docstring)."""
+
+    def __init__(self, store: Store, zones: Sequence[str], *, own_records_only: bool = False,
+                 min_lease_ttl: int = 30, max_lease_ttl: int = 86400,
+                 cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+        self.store = store
+        self.lookup = Lookup(store, zones, own_records_only=own_records_only, min_lease_ttl=min_lease_ttl,
+                             max_lease_ttl=max_lease_ttl)
+        self.cache_size = max(cache_size, 8)
+        self.stats = metrics.AnswerStats()
+        self._cache: dict[bytes, _Cached] = {}
+        self._deps: dict[str, set[bytes]] = {}
+        store.add_listener(self._on_change)
+
+    # -- the public entry point ----------------------------------------------------------------------------
+
+    def respond(self, query: bytes, *, tcp: bool) -> bytes | None:
+        """The response to one DNS message, or None when nothing must be sent. Never raises."""
+        try:
+            return self._respond(query, tcp)
+        except Exception:
+            metrics.INTERNAL_ERRORS.inc()
+            try:
+                log.exception("query_failed", size=len(query))
+                if len(query) >= 12 and not query[2] & 0x80:
+                    self.stats.rcodes[dns.rcode.SERVFAIL] += 1
+                    return _bare(query, dns.rcode.SERVFAIL)
+            except Exception:
+                pass
+            return None
+
+    def _respond(self, q: bytes, tcp: bool) -> bytes | None:
+        n = len(q)
+        if n < 12:
+            return None
+        b2 = q[2]
+        if b2 & 0x80:
+            return None
+        counts = q[4:12]
+        if not b2 & 0x78 and counts in (_QDCOUNT1_NOAR, _QDCOUNT1_AR1):
+            # Fast path: one plain question, maybe one OPT.
+            pos = 12
+            while pos < n:
+                length = q[pos]
+                if length == 0 or length > 63:
+                    break
+                pos += length + 1
+            if pos < n and q[pos] == 0 and pos - 12 < 255 and pos + 5 <= n:
+                qend = pos + 1
+                p = qend + 4
+                edns = False
+                do = False
+                payload = 512
+                ok = False
+                if counts[7] == 0:
+                    ok = p == n
+                elif p + 11 <= n and q[p] == 0 and q[p + 1] == 0 and q[p + 2] == 41 and q[p + 6] == 0:
+                    rdlen = (q[p + 9] << 8) | q[p + 10]
+                    end = p + 11 + rdlen
+                    if end == n:
+                        i = p + 11
+                        while i + 4 <= end:
+                            i += 4 + ((q[i + 2] << 8) | q[i + 3])
+                        ok = i == end
+                        edns = True
+                        payload = (q[p + 3] << 8) | q[p + 4]
+                        do = bool(q[p + 7] & 0x80)
+                if ok:
+                    qname = q[12:qend]
+                    key = qname.lower() + q[qend:p]
+                    entry = self._cache.get(key)
+                    if entry is not None and (entry.expires == 0.0 or time.monotonic() < entry.expires):
+                        stats = self.stats
+                        stats.hits += 1
+                        stats.rcodes[entry.rcode] += 1
+                        return _compose(entry, q[:4], qname, edns, do, payload, tcp)
+                    qtype = (q[qend] << 8) | q[qend + 1]
+                    qclass = (q[qend + 2] << 8) | q[qend + 3]
+                    entry = self._build(key, qname, qtype, qclass)
+                    return _compose(entry, q[:4], qname, edns, do, payload, tcp)
+        return self._slow(q, tcp)
+
+    # -- the dnspython path for everything unusual ---------------------------------------------------------
+
+    def _slow(self, q: bytes, tcp: bool) -> bytes | None:
+        _, flags = struct.unpack_from("!HH", q)
+        opcode = (flags >> 11) & 0xF
+        msg: dns.message.Message | None = None
+        rcode_if_bad = dns.rcode.FORMERR
+        try:
+            msg = dns.message.from_wire(q)
+        except dns.message.UnknownTSIGKey:
+            rcode_if_bad = dns.rcode.NOTAUTH
+        except Exception:
+            msg = None
+        if opcode != dns.opcode.QUERY:
+            return self._error(q, msg, dns.rcode.NOTIMP)
+        if msg is None or len(msg.question) != 1:
+            return self._error(q, msg if rcode_if_bad == dns.rcode.FORMERR else None, rcode_if_bad)
+        if msg.edns > 0:
+            return self._error(q, msg, dns.rcode.BADVERS)
+        question = msg.question[0]
+        qname = question.name.to_wire()
+        assert isinstance(qname, bytes)
+        key = qname.lower() + struct.pack("!HH", question.rdtype, question.rdclass)
+        entry = self._cache.get(key)
+        if entry is not None and (entry.expires == 0.0 or time.monotonic() < entry.expires):
+            self.stats.hits += 1
+            self.stats.rcodes[entry.rcode] += 1
+        else:
+            entry = self._build(key, qname, question.rdtype, question.rdclass)
+        edns = msg.edns == 0
+        do = bool(msg.ednsflags & dns.flags.DO)
+        return _compose(entry, q[:4], qname, edns, do, msg.payload, tcp)
+
+    def _error(self, q: bytes, msg: dns.message.Message | None, rcode: int) -> bytes:
+        self.stats.rcodes[rcode] += 1
+        if msg is not None and len(msg.question) <= 1:
+            try:
+                response = dns.message.make_response(msg)
+                response.flags |= msg.flags & dns.flags.CD
+                if rcode == dns.rcode.BADVERS:
+                    response.use_edns(0, 0, ADVERTISED_PAYLOAD)
+                response.set_rcode(dns.rcode.Rcode.make(rcode))
+                return response.to_wire()
+            except Exception:
+                pass
+        return _bare(q, rcode)
+
+    # -- building and caching answers ----------------------------------------------------------------------
+
+    def _build(self, key: bytes, qname_wire: bytes, qtype: int, qclass: int) -> _Cached:
+        self.stats.misses += 1
+        name, _ = dns.name.from_wire(qname_wire, 0)
+        deps: tuple[str, ...] = ()
+        leased = False
+        answer: list[RR] = []
+        authority: list[RR] = []
+        additional: list[RR] = []
+        rcode: int
+        if qtype in _FORMERR_TYPES:
+            rcode = dns.rcode.FORMERR
+        elif qtype in _REFUSED_TYPES or qclass not in (dns.rdataclass.IN, dns.rdataclass.ANY):
+            rcode = dns.rcode.REFUSED
+        else:
+            result = self.lookup.resolve(name, qtype, time.monotonic())
+            rcode = result.rcode
+            answer, authority, additional = result.answer, result.authority, result.additional
+            deps = tuple(result.reads)
+            leased = result.leased
+        authoritative = rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
+        qend = 12 + len(qname_wire)
+        full_wire = _encode(name, qtype, qclass, rcode, authoritative, answer, authority, additional)
+        noextra: _Variant | None = None
+        tc_wire = _encode(name, qtype, qclass, rcode, authoritative, [], [], [], truncated=True)
+        assert tc_wire is not None  # a header and one question always fit
+        if full_wire is None:
+            full = _Variant(tc_wire, qend)
+        else:
+            full = _Variant(full_wire, qend)
+            if additional and len(full_wire) > 512:
+                wire = _encode(name, qtype, qclass, rcode, authoritative, answer, authority, [])
+                if wire is not None:
+                    noextra = _Variant(wire, qend)
+        expires = time.monotonic() + LEASED_CACHE_SECONDS if leased else 0.0
+        entry = _Cached(full, noextra, _Variant(tc_wire, qend), rcode, deps, expires)
+        self._store(key, entry)
+        self.stats.rcodes[rcode] += 1
+        return entry
+
+    def _store(self, key: bytes, entry: _Cached) -> None:
+        cache = self._cache
+        if key in cache:
+            self._drop(key)
+        if len(cache) >= self.cache_size:
+            for old in list(itertools.islice(iter(cache), max(self.cache_size // 8, 1))):
+                self._drop(old)
+        cache[key] = entry
+        deps = self._deps
+        for path in entry.deps:
+            holders = deps.get(path)
+            if holders is None:
+                deps[path] = {key}
+            else:
+                holders.add(key)
+        self.stats.cache_entries = len(cache)
+
+    def _drop(self, key: bytes) -> bool:
+        entry = self._cache.pop(key, None)
+        if entry is None:
+            return False
+        deps = self._deps
+        for path in entry.deps:
+            holders = deps.get(path)
+            if holders is not None:
+                holders.discard(key)
+                if not holders:
+                    del deps[path]
+        return True
+
+    def _on_change(self, keys: set[str] | None) -> None:
+        if keys is None:
+            self.stats.invalidations += len(self._cache)
+            self._cache.clear()
+            self._deps.clear()
+            self.stats.cache_entries = 0
+            return
+        dropped = 0
+        deps = self._deps
+        for key in keys:
+            path = key
+            while path:
+                holders = deps.get(path)
+                if holders:
+                    for cache_key in list(holders):
+                        dropped += self._drop(cache_key)
+                cut = path.rfind("/")
+                if cut <= 0:
+                    break
+                path = path[:cut]
+        self.stats.invalidations += dropped
+        self.stats.cache_entries = len(self._cache)
+
+    def cached_answers(self) -> int:
+        return len(self._cache)
+
+
+def _encode(name: dns.name.Name, qtype: int, qclass: int, rcode: int, authoritative: bool, answer: list[RR],
+            authority: list[RR], additional: list[RR], *, truncated: bool = False) -> bytes | None:
+    """The wire form (ID 0, RD clear, no OPT) or None when it exceeds 65535 bytes."""
+    msg = dns.message.Message(id=0)
+    msg.flags = dns.flags.QR
+    if authoritative:
+        msg.flags |= dns.flags.AA
+    if truncated:
+        msg.flags |= dns.flags.TC
+    msg.set_rcode(dns.rcode.Rcode.make(rcode))
+    msg.question = [dns.rrset.RRset(name, dns.rdataclass.RdataClass.make(qclass),
+                                    dns.rdatatype.RdataType.make(qtype))]
+    for section, rrs in ((msg.answer, answer), (msg.authority, authority), (msg.additional, additional)):
+        for owner, ttl, rdata in rrs:
+            rrset = msg.find_rrset(section, owner, dns.rdataclass.IN, rdata.rdtype, create=True)
+            rrset.add(rdata, ttl)
+    try:
+        wire = msg.to_wire(max_size=65535)
+    except dns.exception.TooBig:
+        return None
+    assert isinstance(wire, bytes)
+    return wire

@@ -1,0 +1,254 @@
+"""The resolver's in-memory copy of the SkyDNS records in etcd.
+
+The store holds one :class:`Entry` per etcd key under the prefix, with the value decoded once, when the key
+changes (never per query). Keys are kept in a sorted list next to a dict, so the reads the CoreDNS ``etcd`` plugin
+makes are cheap:
+
+* :meth:`Store.subtree` - every key under ``path + "/"`` in etcd key order (bytewise ascending; Python's code
+  point order on ``str`` is the same order as UTF-8 bytes), two bisections and a slice;
+* :meth:`Store.get` - the exact key.
+
+Changes come in whole etcd revisions: :meth:`Store.apply` takes all events of one revision and mutates the
+state in one synchronous step, and :meth:`Store.replace` builds a complete new state aside and swaps it in. The
+store is meant to be used from one thread (the event loop that also answers queries); a reader on that thread
+can therefore never see half of a revision.
+
+A value that does not decode (not JSON, wrong field type, ...) is kept as an entry without a record: the key
+exists (so its name is not NXDOMAIN) but yields no data. It is logged once per key version and counted in
+``bad_values`` and the ``dnssync_resolver_bad_values_total`` metric. CoreDNS answers SERVFAIL for the whole query
+instead.
+
+Listeners (:meth:`Store.add_listener`) are called after each change with the set of keys that changed, or
+``None`` after :meth:`Store.replace` (everything may have changed). The store also keeps, for a few tracked
+paths (the served zones), the etcd revision of the latest change under each path, deletes included: the SOA
+serial.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Sequence
+
+import structlog
+
+from resolver import metrics
+from resolver.changes import KeyChange
+from skydns.names import normalize_prefix
+from skydns.record import HostKind, Record, RecordDecodeError, decode, host_kind, parse_ip
+
+log = structlog.get_logger()
+
+Listener = Callable[[set[str] | None], None]
+
+
+class Entry:
+    """One key's current value, decoded. ``record`` is ``None`` when the value did not decode."""
+
+    __slots__ = ("depth", "ip", "key", "kind", "lease_deadline", "mod_revision", "raw", "record")
+
+    def __init__(self, key: str, raw: bytes, record: Record | None, mod_revision: int,
+                 lease_deadline: float | None) -> None:
+        self.key = key
+        self.raw = raw
+        self.record = record
+        self.mod_revision = mod_revision
+        self.lease_deadline = lease_deadline
+        self.depth = key.count("/")
+        if record is None:
+            self.kind = HostKind.NONE
+            self.ip = ""
+        else:
+            self.kind = host_kind(record)
+            ip = parse_ip(record.host) if self.kind in (HostKind.A, HostKind.AAAA) else None
+            self.ip = str(ip) if ip is not None else ""
+
+    def __repr__(self) -> str:
+        return f"Entry({self.key!r}, {self.record!r}, rev={self.mod_revision})"
+
+
+def _decode_entry(change: KeyChange, value: bytes) -> tuple[Entry, bool]:
+    """The entry for one put; the flag says the value was bad."""
+    try:
+        record: Record | None = decode(value, change.key)
+    except RecordDecodeError as exc:
+        log.warning("bad_value_skipped", key=change.key, mod_revision=change.mod_revision, reason=exc.reason)
+        metrics.BAD_VALUES.inc()
+        return Entry(change.key, value, None, change.mod_revision, change.lease_deadline), True
+    return Entry(change.key, value, record, change.mod_revision, change.lease_deadline), False
+
+
+class Store:
+    """The in-memory SkyDNS records under one etcd prefix (see the module docstring)."""
+
+    def __init__(self, prefix: str = "/skydns") -> None:
+        self.prefix = normalize_prefix(prefix)
+        self._base = self.prefix + "/"
+        self.revision = 0
+        self.bad_values = 0
+        self._entries: dict[str, Entry] = {}
+        self._keys: list[str] = []
+        self._listeners: list[Listener] = []
+        self._external_listener: Listener | None = None
+        self._tracked: dict[str, int] = {}
+
+    # -- reads ---------------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> Entry | None:
+        return self._entries.get(key)
+
+    def subtree(self, path: str) -> list[Entry]:
+        """Every entry strictly under ``path`` (keys starting with ``path + "/"``), in etcd key order."""
+        keys = self._keys
+        lo = bisect.bisect_left(keys, path + "/")
+        hi = bisect.bisect_left(keys, path + "0", lo)  # "0" is the character right after "/"
+        entries = self._entries
+        return [entries[k] for k in keys[lo:hi]]
+
+    def has_subkeys(self, path: str) -> bool:
+        keys = self._keys
+        start = path + "/"
+        i = bisect.bisect_left(keys, start)
+        return i < len(keys) and keys[i].startswith(start)
+
+    def exists(self, path: str) -> bool:
+        return path in self._entries or self.has_subkeys(path)
+
+    def keys(self) -> list[str]:
+        """All keys in etcd order (a copy)."""
+        return list(self._keys)
+
+    @property
+    def bad_keys(self) -> int:
+        """How many keys currently hold a value that did not decode."""
+        return sum(1 for e in self._entries.values() if e.record is None)
+
+    # -- zone serials --------------------------------------------------------------------------------------
+
+    def track(self, path: str) -> None:
+        """Start keeping the revision of the latest change at or under ``path`` (see :meth:`last_change`)."""
+        if path not in self._tracked:
+            self._tracked[path] = self._max_mod_revision(path) or self.revision
+
+    def last_change(self, path: str) -> int:
+        """The etcd revision of the latest change (put or delete) at or under a tracked ``path``.
+
+        After the first full load this is the newest ``mod_revision`` under the path (the load revision when
+        the path is empty); afterwards every applied revision that touches the path sets it, and a reload that
+        finds the path's keys changed sets it to the reload's revision.
+        """
+        return self._tracked.get(path, self.revision)
+
+    def _max_mod_revision(self, path: str) -> int:
+        best = 0
+        exact = self._entries.get(path)
+        if exact is not None:
+            best = exact.mod_revision
+        for entry in self.subtree(path):
+            if entry.mod_revision > best:
+                best = entry.mod_revision
+        return best
+
+    def _signature(self, path: str) -> list[tuple[str, int]]:
+        exact = self._entries.get(path)
+        head = [(path, exact.mod_revision)] if exact is not None else []
+        return head + [(e.key, e.mod_revision) for e in self.subtree(path)]
+
+    # -- listeners -----------------------------------------------------------------------------------------
+
+    def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(keys)`` after every change: the changed keys, or ``None`` after :meth:`replace`."""
+        self._listeners.append(fn)
+
+    def set_listener(self, fn: Listener) -> None:
+        """Set the one listener slot kept for the I/O side (listeners added with add_listener are kept)."""
+        self._external_listener = fn
+
+    def _notify(self, keys: set[str] | None) -> None:
+        listeners = list(self._listeners)
+        if self._external_listener is not None:
+            listeners.append(self._external_listener)
+        for fn in listeners:
+            try:
+                fn(keys)
+            except Exception:  # a listener bug must not break the store
+                log.exception("store_listener_failed")
+
+    # -- changes -------------------------------------------------------------------------------------------
+
+    def apply(self, revision: int, changes: Sequence[KeyChange]) -> None:
+        """Apply all events of one etcd revision together (puts and deletes)."""
+        if revision < self.revision:
+            log.warning("stale_revision_ignored", revision=revision, store_revision=self.revision)
+            return
+        # Decode first (nothing is mutated yet), then mutate in one synchronous step.
+        staged: list[tuple[str, Entry | None]] = []
+        for change in changes:
+            key = change.key
+            if not key.startswith(self._base):
+                continue
+            if change.value is None:
+                staged.append((key, None))
+                continue
+            old = self._entries.get(key)
+            if old is not None and old.mod_revision == change.mod_revision and old.raw == change.value:
+                entry = old if old.lease_deadline == change.lease_deadline else Entry(
+                    key, old.raw, old.record, old.mod_revision, change.lease_deadline)
+            else:
+                entry, bad = _decode_entry(change, change.value)
+                self.bad_values += bad
+            staged.append((key, entry))
+        changed: set[str] = set()
+        entries, keys = self._entries, self._keys
+        for key, new in staged:
+            if new is None:
+                if entries.pop(key, None) is not None:
+                    i = bisect.bisect_left(keys, key)
+                    del keys[i]
+                    changed.add(key)
+                continue
+            if key not in entries:
+                bisect.insort(keys, key)
+            entries[key] = new
+            changed.add(key)
+        self.revision = revision
+        if changed:
+            for path in self._tracked:
+                start = path + "/"
+                if any(k == path or k.startswith(start) for k in changed):
+                    self._tracked[path] = revision
+            self._notify(changed)
+
+    def replace(self, revision: int, changes: Iterable[KeyChange]) -> None:
+        """Swap in a whole new state (a full load or reload at ``revision``); deletes in ``changes`` are ignored."""
+        first_load = self.revision == 0 and not self._entries
+        old_entries = self._entries
+        entries: dict[str, Entry] = {}
+        bad_count = 0
+        for change in changes:
+            key = change.key
+            value = change.value
+            if value is None or not key.startswith(self._base):
+                continue
+            old = old_entries.get(key)
+            if old is not None and old.mod_revision == change.mod_revision and old.raw == value:
+                entry = old if old.lease_deadline == change.lease_deadline else Entry(
+                    key, old.raw, old.record, old.mod_revision, change.lease_deadline)
+            else:
+                entry, bad = _decode_entry(change, value)
+                bad_count += bad
+            entries[key] = entry
+        keys = sorted(entries)
+        old_signatures = {} if first_load else {path: self._signature(path) for path in self._tracked}
+        # The swap: from here on readers see only the new state.
+        self._entries, self._keys = entries, keys
+        self.revision = revision
+        self.bad_values += bad_count
+        for path in self._tracked:
+            if first_load:
+                self._tracked[path] = self._max_mod_revision(path) or revision
+            elif self._signature(path) != old_signatures[path]:
+                self._tracked[path] = revision
+        self._notify(None)
