@@ -1,0 +1,297 @@
+"""The DNS transport: UDP and TCP on one address, handing each query's bytes to a responder.
+
+The responder is any ``respond(query: bytes, *, tcp: bool) -> bytes | None`` (the :class:`resolver.answers.Answerer`
+in production). The hot path is kept minimal: one call and one ``sendto`` per UDP datagram, no logging and no
+allocation of our own per query. Nothing a client sends may stop the server: every packet and every connection
+is handled inside its own ``try``, failures are counted (and logged at most once per second).
+
+TCP follows RFC 7766: two-byte length framing, several (pipelined) queries per connection, answers in order.
+A connection is closed when no complete query arrives for ``idle_timeout`` seconds (so a slowloris that dribbles
+bytes is closed as surely as an idle one), and connections beyond ``max_connections`` are closed at once.
+
+Before the first full load from etcd the server answers SERVFAIL (see :func:`servfail`), never an empty
+"does not exist": a resolver that retries another server is better served by SERVFAIL than by a wrong NXDOMAIN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import structlog
+from prometheus_client import Counter, Gauge
+
+log = structlog.get_logger("resolver.server")
+
+Respond = Callable[..., "bytes | None"]
+
+SERVER_ERRORS = Counter("dnssync_resolver_server_errors", "Queries or connections that failed inside the server",
+                        ["transport"])
+TCP_CONNECTIONS = Gauge("dnssync_resolver_tcp_connections", "Open DNS-over-TCP connections")
+TCP_REJECTED = Counter("dnssync_resolver_tcp_connections_rejected", "TCP connections closed at once: over the cap")
+TCP_IDLE_CLOSED = Counter("dnssync_resolver_tcp_idle_closed", "TCP connections closed for sending no full query "
+                          "within the idle timeout")
+
+HEADER_LEN = 12
+
+
+class Responder(Protocol):
+    def respond(self, query: bytes, *, tcp: bool) -> bytes | None: ...
+
+
+def servfail(query: bytes, *, tcp: bool = False) -> bytes | None:
+    """A SERVFAIL for ``query`` (ID, opcode, RD and the question kept), or ``None`` when it is not a query."""
+    if len(query) < HEADER_LEN or query[2] & 0x80:  # too short, or a response: never answer those
+        return None
+    end = HEADER_LEN
+    qdcount = int.from_bytes(query[4:6], "big")
+    if qdcount == 1:
+        try:
+            while query[end]:
+                if query[end] & 0xC0:
+                    return None
+                end += query[end] + 1
+            end += 5  # the root label, QTYPE, QCLASS
+        except IndexError:
+            return None
+        if end > len(query):
+            return None
+    elif qdcount != 0:
+        return None
+    flags = bytes(((query[2] & 0x79) | 0x84, 0x02))  # QR, opcode and RD kept, AA set, RCODE 2
+    return query[:2] + flags + qdcount.to_bytes(2, "big") + b"\0\0\0\0\0\0" + query[HEADER_LEN:end]
+
+
+class _ErrorLog:
+    """Count every failure, log at most one line per second (so garbage cannot flood the log)."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._suppressed = 0
+
+    def failed(self, transport: str, exc: BaseException) -> None:
+        SERVER_ERRORS.labels(transport).inc()
+        now = time.monotonic()
+        if now - self._last < 1.0:
+            self._suppressed += 1
+            return
+        log.warning("dns_request_failed", transport=transport, error=repr(exc), suppressed=self._suppressed)
+        self._last, self._suppressed = now, 0
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer) -> None:
+        self._server = server
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            reply = self._server.respond(data, tcp=False)
+            if reply is not None:
+                self._transport.sendto(reply, addr)  # type: ignore[union-attr]
+        except Exception as exc:  # a bad packet must never stop the server
+            self._server.errors.failed("udp", exc)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP unreachable from a gone client: nothing to do
+        pass
+
+
+class _Tcp(asyncio.Protocol):
+    def __init__(self, server: DnsServer) -> None:
+        self._server = server
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._counted = False
+        self._paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        server = self._server
+        self._transport = transport  # type: ignore[assignment]
+        if len(server.connections) >= server.max_connections:
+            TCP_REJECTED.inc()
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        server.connections.add(self)
+        self._counted = True
+        TCP_CONNECTIONS.inc()
+        self._deadline = time.monotonic() + server.idle_timeout
+        self._timer = asyncio.get_running_loop().call_later(server.idle_timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        left = self._deadline - time.monotonic()
+        if left > 0:
+            self._timer = asyncio.get_running_loop().call_later(left, self._check_idle)
+            return
+        self._timer = None
+        TCP_IDLE_CLOSED.inc()
+        if self._transport is not None:
+            self._transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._consume(data)
+        except Exception as exc:
+            self._server.errors.failed("tcp", exc)
+            if self._transport is not None:
+                self._transport.abort()
+
+    def _consume(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        server = self._server
+        transport = self._transport
+        assert transport is not None
+        while len(buf) >= 2:
+            size = (buf[0] << 8) | buf[1]
+            if size > server.max_message_size or size < HEADER_LEN:
+                transport.abort()  # not DNS: there is no way to resynchronise the stream
+                return
+            if len(buf) < 2 + size:
+                break
+            query = bytes(buf[2:2 + size])
+            del buf[:2 + size]
+            self._deadline = time.monotonic() + server.idle_timeout
+            reply = server.respond(query, tcp=True)
+            if reply is not None:
+                transport.write(len(reply).to_bytes(2, "big") + reply)
+            if transport.is_closing():
+                return
+
+    def eof_received(self) -> bool:
+        return False  # answers are written synchronously: close once they are flushed
+
+    def pause_writing(self) -> None:  # the client does not read its answers: stop reading its queries
+        if self._transport is not None and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and self._paused:
+            self._paused = False
+            self._transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._counted:
+            self._counted = False
+            TCP_CONNECTIONS.dec()
+            self._server.connections.discard(self)
+        self._buf = bytearray()
+
+
+def parse_hostport(text: str, flag: str = "--listen") -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> ``(host, port)``; raises ``ValueError`` with a one-line message."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"{flag}: expected [v6-address]:port, got {text!r}")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"{flag}: expected host:port or [v6-address]:port, got {text!r}")
+    if not host:
+        raise ValueError(f"{flag}: missing host in {text!r}")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{flag}: bad port in {text!r}")
+    return host, int(port_text)
+
+
+def bind_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """A bound UDP socket and a listening TCP socket on the same address (port 0: one free port for both).
+
+    Raises ``OSError`` when the address cannot be bound, before anything is served.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    if not infos:
+        raise OSError(f"cannot resolve {host!r}")
+    family, _, _, _, addr = infos[0]
+    for _ in range(20 if port == 0 else 1):
+        tcp = socket.socket(family, socket.SOCK_STREAM)
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                tcp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            tcp.bind(addr)
+            bound = tcp.getsockname()
+            udp.bind((bound[0], bound[1], *addr[2:]) if family == socket.AF_INET6 else (bound[0], bound[1]))
+            tcp.listen(1024)
+            tcp.setblocking(False)
+            udp.setblocking(False)
+            with contextlib.suppress(OSError):
+                udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            return udp, tcp
+        except OSError:
+            tcp.close()
+            udp.close()
+            if port != 0:
+                raise
+    raise OSError(f"no free port for both UDP and TCP on {host!r}")
+
+
+class DnsServer:
+    """UDP + TCP DNS on one address. ``bind()`` (may raise ``OSError``), then ``await start()``, ``await close()``."""
+
+    def __init__(self, respond: Respond, *, idle_timeout: float = 10.0, max_connections: int = 1000,
+                 max_message_size: int = 65535) -> None:
+        self.respond: Respond = respond
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.max_message_size = max_message_size
+        self.connections: set[_Tcp] = set()
+        self.errors = _ErrorLog()
+        self._udp_sock: socket.socket | None = None
+        self._tcp_sock: socket.socket | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.base_events.Server | None = None
+
+    def set_responder(self, respond: Respond) -> None:
+        """Swap the responder (e.g. from "SERVFAIL, not loaded yet" to the real answerer)."""
+        self.respond = respond
+
+    def bind(self, host: str, port: int) -> tuple[str, int]:
+        self._udp_sock, self._tcp_sock = bind_sockets(host, port)
+        return self.address
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._tcp_sock is not None, "bind() first"
+        name = self._tcp_sock.getsockname()
+        return name[0], name[1]
+
+    async def start(self) -> None:
+        assert self._udp_sock is not None and self._tcp_sock is not None, "bind() first"
+        loop = asyncio.get_running_loop()
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=self._udp_sock)
+        self._tcp = await loop.create_server(lambda: _Tcp(self), sock=self._tcp_sock, backlog=1024)
+        log.info("dns_listening", address=f"{self.address[0]}:{self.address[1]}", transports="udp,tcp")
+
+    async def close(self) -> None:
+        if self._tcp is not None:
+            self._tcp.close()
+        for conn in list(self.connections):
+            if conn._transport is not None:
+                conn._transport.abort()
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            await self._tcp.wait_closed()
+        self._tcp = self._udp = None
+        for sock in (self._udp_sock, self._tcp_sock):
+            if sock is not None:
+                sock.close()
+        self._udp_sock = self._tcp_sock = None

@@ -1,0 +1,212 @@
+"""The etcd mirror against a real etcd: load, watch, transactions, compaction, restarts, a frozen etcd, leases.
+
+The store here is :class:`RecordingStore` (the store's interface, recording each call), so these tests check the
+mirror's contract exactly: what reaches the store, in which groups, at which revision. The same behaviours seen
+through DNS answers are in ``test_e2e.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aetcd import rpc, transactions
+
+from resolver.watch import EtcdMirror, group_by_revision
+from skydns.etcd import EtcdClient, EtcdSettings, read_prefix
+from skydns.localetcd import LocalEtcd
+from tests.resolver.conftest import RecordingStore, eventually
+
+PREFIX = "/skydns"
+
+
+@contextlib.asynccontextmanager
+async def running_mirror(endpoint: str, store: RecordingStore, wait_ready: bool = True
+                         ) -> AsyncIterator[tuple[EtcdMirror, EtcdClient]]:
+    client = EtcdClient(EtcdSettings.from_env(endpoint, env={}))
+    mirror = EtcdMirror(client, store, PREFIX, backoff_initial=0.05, backoff_max=0.5)
+    task = asyncio.create_task(mirror.run())
+    try:
+        if wait_ready:
+            await asyncio.wait_for(mirror.ready.wait(), 15)
+        yield mirror, client
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.close()
+
+
+async def etcd_state(client: EtcdClient) -> tuple[int, dict[str, bytes]]:
+    rev, kvs = await read_prefix(client, b"/skydns/")
+    return rev, {kv.key.decode(): kv.value for kv in kvs}
+
+
+def mirrored(store: RecordingStore) -> dict[str, bytes]:
+    return {k: c.value for k, c in store.keys.items() if c.value is not None}
+
+
+async def in_sync(store: RecordingStore, client: EtcdClient) -> bool:
+    _, keys = await etcd_state(client)
+    return mirrored(store) == keys
+
+
+def test_events_are_grouped_by_revision_in_order() -> None:
+    def event(kind: int, key: str, rev: int, value: bytes = b"", lease: int = 0) -> rpc.Event:
+        return rpc.Event(type=kind, kv=rpc.KeyValue(key=key.encode(), value=value, mod_revision=rev, lease=lease))
+
+    events = [event(rpc.Event.PUT, "/skydns/a", 5, b"1"), event(rpc.Event.DELETE, "/skydns/b", 6),
+              event(rpc.Event.PUT, "/skydns/c", 6, b"2", lease=7), event(rpc.Event.PUT, "/skydns/a", 8, b"3")]
+    groups = group_by_revision(events, lambda lease: 100.0 + lease)
+    assert [(rev, [(c.key, c.value, c.lease_deadline) for c in changes]) for rev, changes in groups] == [
+        (5, [("/skydns/a", b"1", None)]),
+        (6, [("/skydns/b", None, None), ("/skydns/c", b"2", 107.0)]),
+        (8, [("/skydns/a", b"3", None)]),
+    ]
+
+
+@pytest.mark.timeout(30)
+async def test_load_then_changes_and_deletes_follow(etcd: EtcdClient, etcd_server: LocalEtcd) -> None:
+    await etcd.put(b"/skydns/test/skydns/a", b'{"host":"10.0.0.1"}')
+    await etcd.put(b"/skydnsx/outside", b'{"host":"10.9.9.9"}')
+    store = RecordingStore()
+    async with running_mirror(etcd_server.endpoint, store) as (mirror, _):
+        assert mirror.is_ready() and len(store.replaces) == 1
+        assert mirrored(store) == {"/skydns/test/skydns/a": b'{"host":"10.0.0.1"}'}
+        await etcd.put(b"/skydns/test/skydns/a", b'{"host":"10.0.0.2"}')
+        await etcd.put(b"/skydns/test/skydns/b", b'{"host":"10.0.0.3"}')
+        await etcd.delete(b"/skydns/test/skydns/a")
+        await etcd.put(b"/skydnsx/outside2", b"{}")
+        await eventually(lambda: in_sync(store, etcd), what="mirror equal to etcd")
+        assert mirrored(store) == {"/skydns/test/skydns/b": b'{"host":"10.0.0.3"}'}
+        assert [len(changes) for _, changes in store.applies] == [1, 1, 1]
+        assert mirror.health() == (True, {"etcd": "connected", "ready": True, "revision": mirror.revision})
+
+
+@pytest.mark.timeout(30)
+async def test_a_transaction_reaches_the_store_whole(etcd: EtcdClient, etcd_server: LocalEtcd) -> None:
+    await etcd.put(b"/skydns/test/skydns/move/x", b'{"host":"10.0.0.1"}')
+    store = RecordingStore()
+    async with running_mirror(etcd_server.endpoint, store) as (mirror, _):
+        for i in range(20):  # many transactions back to back: etcd may pack several into one watch response
+            old, new = ("x", "y") if i % 2 == 0 else ("y", "x")
+            await etcd.transaction(compare=[], success=[
+                transactions.Delete(f"/skydns/test/skydns/move/{old}".encode()),
+                transactions.Put(f"/skydns/test/skydns/move/{new}".encode(), f'{{"host":"10.0.0.{i + 2}"}}'.encode()),
+            ], failure=[])
+        await eventually(lambda: in_sync(store, etcd), what="mirror equal to etcd")
+        assert len(store.applies) == 20
+        assert all(sorted(c.value is None for c in changes) == [False, True] for _, changes in store.applies)
+        assert mirror.revision == store.revision
+
+
+@pytest.mark.timeout(30)
+async def test_leased_keys_carry_their_deadline(etcd: EtcdClient, etcd_server: LocalEtcd) -> None:
+    lease = await etcd.lease(120)
+    await etcd.put(b"/skydns/test/skydns/leased1", b'{"host":"10.0.0.1"}', lease=lease)
+    store = RecordingStore()
+    async with running_mirror(etcd_server.endpoint, store):
+        loaded = store.keys["/skydns/test/skydns/leased1"].lease_deadline
+        assert loaded is not None and 100 < loaded - time.monotonic() <= 120
+        short = await etcd.lease(40)
+        await etcd.put(b"/skydns/test/skydns/leased2", b'{"host":"10.0.0.2"}', lease=short)
+        await etcd.put(b"/skydns/test/skydns/plain", b'{"host":"10.0.0.3"}')
+        await eventually(lambda: in_sync(store, etcd), what="mirror equal to etcd")
+        watched = store.keys["/skydns/test/skydns/leased2"].lease_deadline
+        assert watched is not None and 20 < watched - time.monotonic() <= 40
+        assert store.keys["/skydns/test/skydns/plain"].lease_deadline is None
+        await lease.revoke()
+        await eventually(lambda: in_sync(store, etcd), what="revoked lease's key deleted")
+        assert "/skydns/test/skydns/leased1" not in store.keys
+
+
+@pytest.mark.timeout(60)
+async def test_compaction_past_the_mirror_reloads_whole(own_etcd: LocalEtcd, own_client: EtcdClient) -> None:
+    for i in range(5):
+        await own_client.put(f"/skydns/test/skydns/n{i}".encode(), b'{"host":"10.0.0.1"}')
+    store = RecordingStore()
+    async with running_mirror(own_etcd.endpoint, store) as (mirror, _):
+        await eventually(lambda: in_sync(store, own_client), what="first load")
+        # Break the watch while etcd moves on and compacts past the mirror's revision.
+        own_etcd.freeze()
+        await eventually(lambda: asyncio.sleep(0, not mirror.connected), timeout=20, what="loss noticed")
+        own_etcd.thaw()
+        own_etcd.stop()
+        await asyncio.to_thread(own_etcd.start)
+        await own_client.delete(b"/skydns/test/skydns/n0")
+        await own_client.put(b"/skydns/test/skydns/n1", b'{"host":"10.0.0.9"}')
+        await own_client.put(b"/skydns/test/skydns/new", b'{"host":"10.0.0.8"}')
+        rev, _ = await etcd_state(own_client)
+        await own_client.compact(rev)
+        await eventually(lambda: in_sync(store, own_client), timeout=20, what="mirror reloaded after compaction")
+    assert len(store.replaces) >= 2, "a compaction past the mirror's revision must reload"
+
+
+@pytest.mark.timeout(90)
+async def test_etcd_restart_loses_nothing(own_etcd: LocalEtcd, own_client: EtcdClient) -> None:
+    store = RecordingStore()
+    written: dict[str, bytes] = {}
+
+    async def writer(stop: asyncio.Event) -> None:
+        i = 0
+        while not stop.is_set():
+            key, value = f"/skydns/test/skydns/w{i % 40}", f'{{"host":"10.1.0.{i % 250}"}}'.encode()
+            try:
+                await own_client.put(key.encode(), value)
+                written[key] = value
+                i += 1
+            except Exception:  # etcd is down for a moment: try the same write again
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0)
+
+    async with running_mirror(own_etcd.endpoint, store) as (mirror, _):
+        stop = asyncio.Event()
+        task = asyncio.create_task(writer(stop))
+        await eventually(lambda: asyncio.sleep(0, len(written) == 40), what="writes before the restart")
+        await asyncio.to_thread(own_etcd.restart)
+        before = dict(written)
+        await eventually(lambda: asyncio.sleep(0, all(written[k] != v for k, v in before.items())), timeout=20,
+                         what="every key written again after the restart")
+        stop.set()
+        await task
+        await eventually(lambda: in_sync(store, own_client), timeout=20, what="mirror caught up after restart")
+        assert mirror.watch_restarts >= 1 and len(store.replaces) == 1, "resumed, not reloaded"
+        assert mirrored(store) == written
+        revs = [rev for rev, _ in store.applies]
+        assert revs == sorted(set(revs)), "every revision applied once, in order"
+
+
+@pytest.mark.timeout(60)
+async def test_a_frozen_etcd_is_noticed_and_the_last_state_kept(own_etcd: LocalEtcd,
+                                                               own_client: EtcdClient) -> None:
+    await own_client.put(b"/skydns/test/skydns/a", b'{"host":"10.0.0.1"}')
+    store = RecordingStore()
+    async with running_mirror(own_etcd.endpoint, store) as (mirror, _):
+        own_etcd.freeze()
+        try:
+            await eventually(lambda: asyncio.sleep(0, mirror.health()[1]["etcd"] == "unreachable"), timeout=25,
+                             what="a frozen etcd reported in health")
+            ok, details = mirror.health()
+            assert ok and details["ready"] and "serving last good state" in details["detail"]
+            assert mirrored(store) == {"/skydns/test/skydns/a": b'{"host":"10.0.0.1"}'}
+        finally:
+            own_etcd.thaw()
+        await own_client.put(b"/skydns/test/skydns/b", b'{"host":"10.0.0.2"}')
+        await eventually(lambda: in_sync(store, own_client), timeout=20, what="caught up after thaw")
+        assert mirror.health()[1]["etcd"] == "connected"
+
+
+@pytest.mark.timeout(60)
+async def test_etcd_down_at_start_is_retried_until_it_comes(own_etcd: LocalEtcd) -> None:
+    own_etcd.stop()
+    store = RecordingStore()
+    async with running_mirror(own_etcd.endpoint, store, wait_ready=False) as (mirror, _):
+        await eventually(lambda: asyncio.sleep(0, mirror.last_error is not None), what="a failed attempt")
+        ok, details = mirror.health()
+        assert ok and not mirror.is_ready() and details["etcd"] == "unreachable"
+        await asyncio.to_thread(own_etcd.start)
+        await asyncio.wait_for(mirror.ready.wait(), 20)
+        assert mirror.health()[1]["etcd"] == "connected"
