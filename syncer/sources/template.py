@@ -214,6 +214,8 @@ def _operand(text: str, tokens: list[str]) -> _Field | _Literal | _Index:
             raise _fail(text, 'index takes .Labels or .Annotations and a string key: index .Labels "key"')
         return _Index(mapping.path[0], key)
     if len(tokens) != 1:
+        if not head.startswith((".", '"', "`")):
+            raise _fail(text, f"unsupported function or value {head!r} (only field references, index and toLower)")
         raise _fail(text, f"unsupported command {' '.join(tokens)!r} (only field references, index and toLower)")
     literal = _string_literal(text, head)
     if literal is not None:
