@@ -1,0 +1,71 @@
+"""Bounded retries with backoff for outages (etcd, the Kubernetes API): retried, then a clear error - never a hang.
+
+The budget is ``DEFAULT_BUDGET`` seconds (30, about what ExternalDNS's pod restart loop gives), overridable
+with the environment variable ``DNSSYNC_RETRY_SECONDS`` (operations and tests tune it; it is not a flag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+import structlog
+from aetcd import exceptions as etcd_errors
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay, wait_exponential
+
+T = TypeVar("T")
+DEFAULT_BUDGET = 30.0
+log = structlog.get_logger()
+
+
+class Unavailable(Exception):
+    """A backend stayed unreachable for the whole retry budget; the message says which and why."""
+
+
+def budget() -> float:
+    raw = os.environ.get("DNSSYNC_RETRY_SECONDS", "")
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_BUDGET
+    except ValueError:
+        return DEFAULT_BUDGET
+
+
+def is_transient_etcd_error(exc: BaseException) -> bool:
+    if isinstance(exc, etcd_errors.ConnectionFailedError | etcd_errors.ConnectionTimeoutError
+                  | asyncio.TimeoutError | ConnectionError):
+        return True
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def retry_async(call: Callable[[], Awaitable[T]], what: str,
+                      transient: Callable[[BaseException], bool] = is_transient_etcd_error,
+                      seconds: float | None = None) -> T:
+    """Run ``call`` until it succeeds, retrying transient errors with backoff for ``seconds``; else Unavailable."""
+    seconds = budget() if seconds is None else seconds
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("retrying", what=what, attempt=state.attempt_number, error=describe(exc) if exc else "")
+
+    try:
+        async for attempt in AsyncRetrying(stop=stop_after_delay(seconds), reraise=True,
+                                           wait=wait_exponential(multiplier=0.2, max=5),
+                                           retry=retry_if_exception(transient), before_sleep=before_sleep):
+            with attempt:
+                return await call()
+    except Exception as exc:
+        if transient(exc):
+            raise Unavailable(f"{what}: still unreachable after {seconds:g} s of retries ({describe(exc)})") from exc
+        raise
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,166 @@
+"""Applies a plan to etcd: per name, one transaction guarded by the mod revisions that were read.
+
+For every name with changes, one etcd transaction:
+
+* compares, for every key it touches or relies on, the ``mod_revision`` it read (our current records), and
+  ``version == 0`` for every key it creates, so a concurrent change by anybody else makes it fail instead of
+  being overwritten;
+* puts the new values (a value that is already byte-for-byte right is not rewritten) and deletes our records
+  that are no longer wanted, each **by its exact key** - never a prefix range, so deleting ``foo`` can't touch
+  ``foo2`` or ``bar.foo``.
+
+When the compare fails, the name is read again, planned again (same desired endpoints, same rules) and retried,
+up to ``attempts`` times; then the name is reported as failed (the CLI exits 1) and the other names go on.
+etcd outages are retried with backoff (:mod:`syncer.retrying`) and end in :class:`~syncer.retrying.Unavailable`.
+
+etcd refuses transactions of more than 128 operations (``--max-txn-ops``); a name with more keys than that
+(a headless Service with hundreds of pods) is written in several transactions, each still guarded by its keys'
+revisions, so nothing is overwritten, but that name's change is then not atomic as a whole (logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aetcd
+import structlog
+
+from skydns.record import encode
+from syncer.domains import DomainFilter
+from syncer.etcdstate import CurrentRecord, read_name
+from syncer.keys import record_key
+from syncer.model import Endpoint
+from syncer.plan import Change, calculate
+from syncer.retrying import retry_async
+
+MAX_TXN_OPS = 128
+log = structlog.get_logger()
+
+
+@dataclass
+class ApplyResult:
+    names: int = 0  # names whose records were changed
+    puts: int = 0
+    deletes: int = 0
+    replanned: list[str] = field(default_factory=list)  # names re-planned after a concurrent change
+    failed: dict[str, str] = field(default_factory=dict)  # name -> why it was given up
+
+
+@dataclass(frozen=True)
+class _Op:
+    key: bytes
+    compare: Any  # an aetcd compare
+    action: Any | None  # an aetcd put/delete, or None when the key is only checked
+    kind: str  # "put" | "delete" | "check"
+
+
+def _ops(client: aetcd.Client, prefix: str, changes: Sequence[Change]) -> list[_Op]:
+    tx = client.transactions
+    old: dict[str, CurrentRecord] = {r.key: r for c in changes for r in c.current}
+    new: dict[str, bytes] = {}
+    for change in changes:
+        for rec in change.records:
+            new[record_key(prefix, change.name, change.type, rec.target)] = encode(rec.record)
+    ops: list[_Op] = []
+    for key in sorted(set(old) | set(new)):
+        raw = key.encode()
+        if key in old:
+            compare = tx.mod(raw) == old[key].mod_revision
+            if key not in new:
+                ops.append(_Op(raw, compare, tx.delete(raw), "delete"))
+            elif encode(old[key].record) != new[key]:
+                ops.append(_Op(raw, compare, tx.put(raw, new[key]), "put"))
+            else:
+                ops.append(_Op(raw, compare, None, "check"))
+        else:
+            ops.append(_Op(raw, tx.version(raw) == 0, tx.put(raw, new[key]), "put"))
+    return ops
+
+
+def _chunks(ops: list[_Op]) -> list[list[_Op]]:
+    return [ops[i:i + MAX_TXN_OPS] for i in range(0, len(ops), MAX_TXN_OPS)] if ops else []
+
+
+class Writer:
+    """Applies plans for one owner id under one prefix; holds what re-planning a name needs."""
+
+    def __init__(self, client: aetcd.Client, *, prefix: str, owner_id: str, policy: str,
+                 domain_filter: DomainFilter | None = None, attempts: int = 3, concurrency: int = 32) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.owner_id = owner_id
+        self.policy = policy
+        self.domain_filter = domain_filter or DomainFilter()
+        self.attempts = attempts
+        self.concurrency = concurrency
+
+    async def apply(self, changes: Sequence[Change], desired: Sequence[Endpoint]) -> ApplyResult:
+        """Apply ``changes`` (from :func:`syncer.plan.calculate` over ``desired``), name by name, concurrently."""
+        by_name: dict[str, list[Change]] = defaultdict(list)
+        for change in changes:
+            by_name[change.name].append(change)
+        wanted: dict[str, list[Endpoint]] = defaultdict(list)
+        for ep in desired:
+            name = ep.name.rstrip(".").lower()
+            if name in by_name:
+                wanted[name].append(ep)
+        result = ApplyResult()
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(name: str) -> None:
+            async with gate:
+                await self._apply_name(name, by_name[name], wanted.get(name, []), result)
+
+        await asyncio.gather(*(one(name) for name in sorted(by_name)))
+        return result
+
+    async def _apply_name(self, name: str, changes: list[Change], desired: list[Endpoint],
+                          result: ApplyResult) -> None:
+        for attempt in range(1, self.attempts + 1):
+            ops = _ops(self.client, self.prefix, changes)
+            if all(op.kind == "check" for op in ops):
+                return
+            chunks = _chunks(ops)
+            if len(chunks) > 1:
+                log.warning("name_split_over_transactions", name=name, keys=len(ops), transactions=len(chunks))
+            done = True
+            for chunk in chunks:
+                if not await self._transaction(name, chunk):
+                    done = False
+                    break
+                result.puts += sum(1 for op in chunk if op.kind == "put")
+                result.deletes += sum(1 for op in chunk if op.kind == "delete")
+            if done:
+                result.names += 1
+                for op in ops:
+                    if op.kind != "check":
+                        log.debug(op.kind, key=op.key.decode(), name=name)
+                return
+            if attempt == self.attempts:
+                break
+            log.warning("concurrent_change", name=name, attempt=attempt,
+                        action="re-reading and re-planning this name")
+            if name not in result.replanned:
+                result.replanned.append(name)
+            state = await retry_async(lambda: read_name(self.client, self.prefix, name), f"etcd read of {name}")
+            plan = calculate(desired, state.records, self.owner_id, self.policy, self.domain_filter)
+            changes = [c for c in plan.changes if c.name == name]
+            if not changes:
+                return
+        reason = f"records at {name} kept changing concurrently; gave up after {self.attempts} attempts"
+        log.error("name_failed", name=name, reason=reason)
+        result.failed[name] = reason
+
+    async def _transaction(self, name: str, ops: list[_Op]) -> bool:
+        compare = [op.compare for op in ops]
+        success = [op.action for op in ops if op.action is not None]
+
+        async def call() -> bool:
+            succeeded, _ = await self.client.transaction(compare=compare, success=success, failure=[])
+            return bool(succeeded)
+
+        return await retry_async(call, f"etcd transaction for {name}")

@@ -1,0 +1,116 @@
+"""The etcd writer against a real etcd: creates, updates, exact-key deletes, conflicts re-planned, not overwritten."""
+
+from __future__ import annotations
+
+import pytest
+
+from skydns.etcd import EtcdClient, read_prefix
+from skydns.record import Record, decode, encode
+from syncer.etcdstate import read_current
+from syncer.keys import record_key
+from syncer.model import Endpoint
+from syncer.plan import Plan, calculate
+from syncer.writer import ApplyResult, Writer
+from tests.syncer.helpers import OWNER, PREFIX, ep
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def dump(client: EtcdClient) -> dict[str, Record]:
+    _, kvs = await read_prefix(client, b"/")
+    return {kv.key.decode(): decode(kv.value) for kv in kvs}
+
+
+async def sync(client: EtcdClient, desired: list[Endpoint], policy: str = "sync") -> tuple[Plan, ApplyResult]:
+    state = await read_current(client, PREFIX)
+    plan = calculate(desired, state.records, OWNER, policy)
+    result = await Writer(client, prefix=PREFIX, owner_id=OWNER, policy=policy).apply(plan.changes, desired)
+    return plan, result
+
+
+async def put(client: EtcdClient, key: str, record: Record) -> None:
+    await client.put(key.encode(), encode(record))
+
+
+async def test_create_update_delete_round_trip(etcd: EtcdClient) -> None:
+    web = [ep("www.example.org", "A", "10.0.0.1", "10.0.0.2", ttl=60),
+           ep("_http._tcp.www.example.org", "SRV", "0 50 30080 www.example.org")]
+    plan, result = await sync(etcd, web)
+    assert (plan.count("create"), result.puts, result.deletes) == (2, 3, 0)
+    records = await dump(etcd)
+    assert records[record_key(PREFIX, "www.example.org", "A", "10.0.0.1")] == Record(
+        host="10.0.0.1", ttl=60, targetstrip=1, owner=OWNER, resource="service/default/web")
+    assert records[record_key(PREFIX, "_http._tcp.www.example.org", "SRV", "0 50 30080 www.example.org")] == Record(
+        host="www.example.org", port=30080, weight=50, targetstrip=1, owner=OWNER, resource="service/default/web")
+
+    plan, result = await sync(etcd, [ep("www.example.org", "A", "10.0.0.2", "10.0.0.3", ttl=60)])
+    assert [(c.action, c.type) for c in plan.changes] == [("update", "A"), ("delete", "SRV")]
+    assert (result.puts, result.deletes) == (1, 2)
+    assert sorted(r.host for r in (await dump(etcd)).values()) == ["10.0.0.2", "10.0.0.3"]
+
+    plan, result = await sync(etcd, [])
+    assert (result.puts, result.deletes) == (0, 2)
+    assert await dump(etcd) == {}
+
+
+async def test_a_rerun_writes_nothing(etcd: EtcdClient) -> None:
+    desired = [ep("www.example.org", "A", "10.0.0.1"), ep("api.example.org", "CNAME", "lb.example.net")]
+    await sync(etcd, desired)
+    before = await read_current(etcd, PREFIX)
+    plan, result = await sync(etcd, desired)
+    after = await read_current(etcd, PREFIX)
+    assert plan.changes == [] and result.puts == result.deletes == 0
+    assert after.revision == before.revision
+
+
+async def test_delete_is_by_exact_key_and_never_hits_neighbours(etcd: EtcdClient) -> None:
+    await sync(etcd, [ep("foo.example.org", "A", "10.0.0.1")])
+    neighbours = {
+        "/skydns/org/example/foo2": Record(host="10.9.9.2"),
+        "/skydns/org/example/foo2/0a1b2c3d": Record(host="10.9.9.3", targetstrip=1, owner=OWNER),
+        "/skydns/org/example/foo/bar": Record(host="10.9.9.4"),
+        "/skydns/org/example/foo": Record(host="10.9.9.5"),
+    }
+    for key, record in neighbours.items():
+        await put(etcd, key, record)
+    # foo2's owned record must stay too: keep it wanted so only foo goes.
+    await sync(etcd, [ep("foo2.example.org", "A", "10.9.9.3")], policy="sync")
+    records = await dump(etcd)
+    assert record_key(PREFIX, "foo.example.org", "A", "10.0.0.1") not in records
+    for key in ("/skydns/org/example/foo2", "/skydns/org/example/foo/bar", "/skydns/org/example/foo"):
+        assert records[key] == neighbours[key]
+
+
+async def test_a_concurrent_change_is_not_overwritten_but_replanned(etcd: EtcdClient) -> None:
+    await sync(etcd, [ep("www.example.org", "A", "10.0.0.1")])
+    state = await read_current(etcd, PREFIX)
+    desired = [ep("www.example.org", "A", "10.0.0.2")]
+    plan = calculate(desired, state.records, OWNER, "sync")
+    # Someone else takes the name over between our read and our write.
+    old_key = record_key(PREFIX, "www.example.org", "A", "10.0.0.1")
+    intruder = Record(host="10.0.0.66", targetstrip=1, owner="cluster-b")
+    await put(etcd, old_key, intruder)
+    result = await Writer(etcd, prefix=PREFIX, owner_id=OWNER, policy="sync").apply(plan.changes, desired)
+    assert result.replanned == ["www.example.org"]
+    assert result.failed == {}
+    # Re-planned: the record is now cluster-b's, so nothing of ours may be created next to it.
+    assert await dump(etcd) == {old_key: intruder}
+
+
+async def test_a_name_that_keeps_changing_fails_after_bounded_attempts(etcd: EtcdClient) -> None:
+    desired = [ep("www.example.org", "A", "10.0.0.1")]
+    plan = calculate(desired, [], OWNER, "sync")
+    key = record_key(PREFIX, "www.example.org", "A", "10.0.0.1")
+    # A hand-written value at exactly our key that the plan can't see (it was read as empty): version != 0.
+    await put(etcd, key, Record(text="hello", targetstrip=1, owner=OWNER))
+    result = await Writer(etcd, prefix=PREFIX, owner_id=OWNER, policy="sync", attempts=2).apply(plan.changes, desired)
+    assert list(result.failed) == ["www.example.org"]
+    assert (await dump(etcd))[key].text == "hello"
+
+
+async def test_many_keys_at_one_name_are_written_and_read_back(etcd: EtcdClient) -> None:
+    targets = [f"10.1.{i // 250}.{i % 250 + 1}" for i in range(300)]
+    plan, result = await sync(etcd, [ep("big.example.org", "A", *targets)])
+    assert result.puts == 300
+    plan, result = await sync(etcd, [ep("big.example.org", "A", *targets)])
+    assert plan.changes == []
