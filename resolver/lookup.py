@@ -23,8 +23,7 @@ What is reproduced (see ``/work/shared/reference/coredns-etcd-plugin.md`` for th
   every served zone is returned as is: **we are not a recursive resolver** and do not look it up (CoreDNS
   asks its upstream / forward plugin).
 * Apex A/AAAA: ``apex.dns.<zone>`` first; only when that name does not exist, the whole zone (CoreDNS's
-  fallback). NS: only at the apex, from ``ns.dns.<zone>``; elsewhere like an unknown type; no NS data ->
-  NXDOMAIN (as CoreDNS).
+  fallback). NS: only at the apex, from ``ns.dns.<zone>``; elsewhere like an unknown type.
 * SOA for any name in the zone (owner = the zone, no existence check), and in the authority section of
   NXDOMAIN/NODATA: ``<zone> 30 IN SOA ns.dns.<zone> hostmaster.<zone> SERIAL 7200 1800 86400 30``.
 * Other types (ANY, CAA, ...) and NS below the apex: NODATA if an A lookup finds the name, else NXDOMAIN.
@@ -41,6 +40,8 @@ Where this does better than CoreDNS (on purpose):
 * names are built from keys with the full prefix removed, so multi-element prefixes work;
 * TXT text is split in 255-byte strings without CoreDNS's empty trailing string at exact multiples of 255;
 * records of one RRset share one TTL, the smallest (RFC 2181); CoreDNS may send differing TTLs;
+* the zone apex is never NXDOMAIN (CoreDNS answers NXDOMAIN for the apex NS without ``dns/ns`` data and for
+  the apex A of an empty zone; with RFC 8020 a resolver would then treat the whole zone as gone): NODATA;
 * ``own_records_only`` (CoreDNS #3803, off by default): a name answers only its *own* records - the value at
   its exact key, plus the values of its direct child keys that are leaves (no subkeys) and have
   ``targetstrip >= 1`` (ExternalDNS's ``<name>/<random>`` per-target keys). Deeper names' records are not
@@ -497,7 +498,7 @@ class Lookup:
             found = self._ns(ctx, zone, qname, res)
         else:
             found = self._typed(ctx, zone, qname, labels, T_A, []) is not None
-        if not found:
+        if not found and (labels is None or tuple(labels) != zone.labels):  # the apex always exists
             res.rcode = dns.rcode.NXDOMAIN
             res.answer.clear()
             res.additional.clear()

@@ -1,0 +1,28 @@
+"""Every case of the shared table through Store + Answerer.respond (no sockets), twice: miss then cache hit."""
+
+from __future__ import annotations
+
+import pytest
+
+from resolver.answers import Answerer
+from tests.resolver.cases import CASES, FIXTURE, ZONES, Case, check
+from tests.resolver.harness import ask, load
+
+
+@pytest.fixture(scope="module")
+def answerer() -> Answerer:
+    return Answerer(load(FIXTURE), ZONES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_case(answerer: Answerer, case: Case) -> None:
+    for _ in range(2):  # the second time comes from the answer cache
+        check(case, ask(answerer, case.qname, case.qtype, tcp=case.tcp_only))
+        check(case, ask(answerer, case.qname, case.qtype, edns=0, payload=4096))
+
+
+def test_soa_serial_is_the_zone_latest_revision(answerer: Answerer) -> None:
+    # The fixture's last key in skydns.test. decides the serial (keys get revisions 1..N in order).
+    last = max(i + 1 for i, (key, _) in enumerate(FIXTURE) if key.startswith("/skydns/test/skydns/"))
+    case = next(c for c in CASES if c.qname == "skydns.test." and c.qtype == "SOA")
+    check(case, ask(answerer, "skydns.test.", "SOA"), serial=last)
