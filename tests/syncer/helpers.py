@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from skydns.record import Record
 from syncer.etcdstate import CurrentRecord, classify
 from syncer.keys import record_key, record_value
 from syncer.model import Endpoint
 
+ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "/skydns"
 OWNER = "cluster-a"
 
@@ -27,3 +33,18 @@ def ours(name: str, rtype: str, target: str, resource: str = "service/default/we
 def raw(key: str, record: Record, revision: int = 3) -> CurrentRecord:
     """Any stored value (hand-written, ExternalDNS), classified as the reader does."""
     return classify(key, record, PREFIX, revision)
+
+
+EXAMPLES = "manifests/examples"
+
+
+def run_dnssync(*args: str, endpoint: str | None = None, env: dict[str, str] | None = None,
+                stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m syncer ARGS`` as a real subprocess (with ``--etcd-endpoints`` when given)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DNSSYNC_", "ETCD_"))}
+    full_env.update(env or {})
+    argv = [sys.executable, "-m", "syncer", *args]
+    if endpoint:
+        argv += ["--etcd-endpoints", endpoint]
+    return subprocess.run(argv, capture_output=True, text=True, input=stdin, env=full_env, timeout=timeout,
+                          cwd=ROOT)

@@ -1,0 +1,81 @@
+"""--from-manifests: files, folders, stdin, multi-document YAML, Lists, JSON; bad files named with their line."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from syncer.manifests import ManifestError, load
+
+SERVICE = """apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  type: LoadBalancer
+status:
+  loadBalancer:
+    ingress:
+      - ip: 203.0.113.10
+"""
+
+
+def names(objs: list[dict]) -> list[str]:
+    return [f"{o['kind']}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}" for o in objs]
+
+
+def test_multi_document_yaml_keeps_status_and_ignores_other_kinds(tmp_path: Path) -> None:
+    (tmp_path / "all.yaml").write_text(SERVICE + "---\n# a comment\n---\napiVersion: apps/v1\nkind: Deployment\n"
+                                       "metadata: {name: web}\n---\nkind: Ingress\napiVersion: networking.k8s.io/v1\n"
+                                       "metadata: {name: shop}\n")
+    snap = load([str(tmp_path / "all.yaml")])
+    assert names(snap.services) == ["Service/shop/web"]
+    assert snap.services[0]["status"]["loadBalancer"]["ingress"] == [{"ip": "203.0.113.10"}]
+    assert names(snap.ingresses) == ["Ingress/default/shop"]
+
+
+def test_lists_folders_json_and_stdin(tmp_path: Path) -> None:
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    (sub / "nodes.yml").write_text("kind: NodeList\napiVersion: v1\nitems:\n- metadata: {name: n1}\n"
+                                   "- metadata: {name: n2}\n")
+    (tmp_path / "a" / "pods.json").write_text(json.dumps({"kind": "List", "items": [
+        {"kind": "Pod", "metadata": {"name": "p", "namespace": "x"}},
+        {"kind": "EndpointSlice", "metadata": {"name": "e", "namespace": "x"}}]}))
+    (tmp_path / "a" / "notes.txt").write_text("not a manifest: {")
+    snap = load([str(tmp_path), "-"], stdin=io.StringIO(SERVICE))
+    assert names(snap.nodes) == ["Node//n1", "Node//n2"]
+    assert names(snap.pods) == ["Pod/x/p"]
+    assert names(snap.endpointslices) == ["EndpointSlice/x/e"]
+    assert names(snap.services) == ["Service/shop/web"]
+
+
+def test_namespace_scopes_namespaced_kinds_only(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(SERVICE + "---\nkind: Service\nmetadata: {name: other, namespace: x}\n"
+                                     "---\nkind: Node\nmetadata: {name: n1}\n")
+    snap = load([str(tmp_path)], namespace="shop")
+    assert names(snap.services) == ["Service/shop/web"]
+    assert names(snap.nodes) == ["Node//n1"]
+
+
+@pytest.mark.parametrize(("content", "filename", "expected"), [
+    (SERVICE + "---\nkind: Service\nmetadata: {name: [unclosed\n", "bad.yaml", r"bad\.yaml: document 2, line 1[45]"),
+    ("- just\n- a list\n", "list.yaml", r"list\.yaml: document 1 \(line 1\): not a Kubernetes object"),
+    ('{"kind": "Service",\n "metadata": }', "bad.json", r"bad\.json: line 2: invalid JSON"),
+])
+def test_a_bad_file_is_one_line_naming_file_document_and_line(tmp_path: Path, content: str, filename: str,
+                                                               expected: str) -> None:
+    (tmp_path / filename).write_text(content)
+    with pytest.raises(ManifestError, match=expected) as info:
+        load([str(tmp_path / filename)])
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith("--from-manifests: ")
+
+
+def test_a_missing_path_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match=r"nope\.yaml: no such file"):
+        load([str(tmp_path / "nope.yaml")])
