@@ -82,8 +82,9 @@ def resolver_config(endpoint: str, zones: Sequence[str] = (ZONE,), **kw: Any) ->
                           listen=("127.0.0.1", 0), http_listen=("127.0.0.1", 0), **kw)
 
 
-async def start_resolver(endpoint: str, *, wait_ready: bool = True, **kw: Any) -> Resolver:
-    resolver = Resolver(resolver_config(endpoint), **kw)
+async def start_resolver(endpoint: str, *, wait_ready: bool = True, zones: Sequence[str] = (ZONE,),
+                         **kw: Any) -> Resolver:
+    resolver = Resolver(resolver_config(endpoint, zones), **kw)
     await resolver.start()
     if wait_ready:
         assert resolver.mirror is not None
