@@ -1,0 +1,146 @@
+"""``make demo``: the whole product on an embedded default, in one command, leaving nothing running.
+
+1. starts a throwaway local etcd (the venv's ``etcd``);
+2. runs ``dnssync --once`` (the real CLI, as a subprocess) over ``manifests/examples/`` and prints its plan;
+3. starts ``dnssync-resolver`` (subprocess) for ``example.org.`` on free loopback ports and waits for ``/readyz``;
+4. asks it, over UDP with dnspython, for every record the syncer wrote, and prints the answers;
+5. stops everything it started (also on errors or Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+from skydns.etcd import EtcdClient, EtcdSettings
+from skydns.localetcd import LocalEtcd, free_port
+from syncer.etcdstate import CurrentRecord, read_current
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "manifests" / "examples"
+ZONE = "example.org."
+OWNER = "demo"
+READY_TIMEOUT = 30.0
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text}", flush=True)
+
+
+def run_syncer(endpoint: str) -> int:
+    cmd = [sys.executable, "-m", "syncer", "--once", "--owner-id", OWNER, "--policy", "sync",
+           "--from-manifests", str(EXAMPLES), "--etcd-endpoints", endpoint, "--log-level", "warning"]
+    banner("dnssync " + " ".join(cmd[3:]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNSSYNC_")}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, timeout=120)
+    print(done.stdout.rstrip())
+    if done.stderr.strip():
+        print(done.stderr.rstrip(), file=sys.stderr)
+    print(f"(exit code {done.returncode})")
+    return done.returncode
+
+
+async def read_records(endpoint: str) -> list[CurrentRecord]:
+    client = EtcdClient(EtcdSettings.from_env(endpoint, env={}))
+    try:
+        return (await read_current(client, "/skydns")).records
+    finally:
+        await client.close()
+
+
+def wait_ready(proc: subprocess.Popen[bytes], http_port: int) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=1) as resp:
+                if resp.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)  # polling a condition with a deadline, not synchronising on time
+    return False
+
+
+def query(port: int, name: str, rtype: str) -> str:
+    request = dns.message.make_query(name + ".", rtype)
+    try:
+        response = dns.query.udp(request, "127.0.0.1", port=port, timeout=2)
+    except (dns.exception.Timeout, OSError) as exc:
+        return f"no answer ({type(exc).__name__})"
+    rcode = dns.rcode.to_text(response.rcode())
+    lines = [f"{rrset.name} {rrset.ttl} {dns.rdatatype.to_text(rrset.rdtype)} {rr.to_text()}"
+             for rrset in response.answer for rr in rrset]
+    return "\n      ".join([f"{rcode}", *lines]) if lines else f"{rcode} (no records)"
+
+
+def print_records(records: list[CurrentRecord]) -> None:
+    for rec in records:
+        print(f"  {rec.key}  {rec.type} {rec.target}  owner={rec.owner} resource={rec.resource}")
+
+
+def main() -> int:
+    resolver: subprocess.Popen[bytes] | None = None
+    etcd = LocalEtcd()
+    try:
+        banner("starting a local etcd")
+        etcd.start()
+        print(f"etcd at {etcd.endpoint}")
+        if run_syncer(etcd.endpoint) != 0:
+            print("dnssync failed; see the message above", file=sys.stderr)
+            return 1
+        records = asyncio.run(read_records(etcd.endpoint))
+        banner(f"{len(records)} records in etcd under /skydns/")
+        print_records(records)
+
+        dns_port, http_port = free_port(), free_port()
+        cmd = [sys.executable, "-m", "resolver", "--zone", ZONE, "--etcd-endpoints", etcd.endpoint,
+               "--listen", f"127.0.0.1:{dns_port}", "--http-listen", f"127.0.0.1:{http_port}",
+               "--log-level", "warning"]
+        banner("dnssync-resolver " + " ".join(cmd[3:]))
+        try:
+            resolver = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            print(f"could not start the resolver ({exc}); the records above are what it would serve")
+            return 0
+        if not wait_ready(resolver, http_port):
+            print("the resolver did not become ready; the records above are what it would serve")
+            return 1
+        print(f"ready: DNS on 127.0.0.1:{dns_port} (UDP+TCP), probes on http://127.0.0.1:{http_port}/readyz")
+
+        banner(f"asking the resolver (dig @127.0.0.1 -p {dns_port} <name> <type>)")
+        asked = sorted({(r.name, r.type) for r in records if r.owner == OWNER},
+                       key=lambda nt: (tuple(reversed(nt[0].split("."))), nt[1]))
+        failures = 0
+        for name, rtype in asked:
+            answer = query(dns_port, name, rtype)
+            failures += not answer.startswith("NOERROR") or "(no records)" in answer
+            print(f"  {name} {rtype}: {answer}")
+        banner("done: " + ("every name answered" if not failures else f"{failures} name(s) without an answer"))
+        return 0 if not failures else 1
+    finally:
+        if resolver is not None and resolver.poll() is None:
+            resolver.terminate()
+            try:
+                resolver.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                resolver.kill()
+                resolver.wait()
+        etcd.stop()
+        print("stopped the resolver and etcd")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
