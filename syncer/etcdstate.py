@@ -63,9 +63,10 @@ class CurrentState:
 def classify(key: str, record: Record, prefix: str, mod_revision: int = 0) -> CurrentRecord:
     """The record type and canonical target of one decoded value (see the module docstring)."""
     name = key_to_name(key, prefix, record.targetstrip).rstrip(".")
-    kind = host_kind(record)
-    if kind in (HostKind.A, HostKind.AAAA):
-        record_type, target = kind.value, str(parse_ip(record.host))
+    ip = parse_ip(record.host)  # once: the slow part at scale; host_kind() only for the non-IP cases
+    kind = (HostKind.A if ip.version == 4 else HostKind.AAAA) if ip is not None else host_kind(record)
+    if ip is not None:
+        record_type, target = kind.value, str(ip)
     elif kind is HostKind.CNAME:
         host = record.host.rstrip(".").lower()
         if record.port > 0 or record.priority or record.weight:

@@ -1,6 +1,7 @@
 """Applies a plan to etcd: per name, one transaction guarded by the mod revisions that were read.
 
-For every name with changes, one etcd transaction:
+Every name's changes are applied in one etcd transaction (several small names share one, to save round trips;
+when such a shared transaction fails, each of its names is retried alone):
 
 * compares, for every key it touches or relies on, the ``mod_revision`` it read (our current records), and
   ``version == 0`` for every key it creates, so a concurrent change by anybody else makes it fail instead of
@@ -115,8 +116,43 @@ class Writer:
             async with gate:
                 await self._apply_name(name, by_name[name], wanted.get(name, []), result)
 
-        await asyncio.gather(*(one(name) for name in sorted(by_name)))
+        async def batch(names: list[str], ops: list[_Op]) -> None:
+            async with gate:
+                done = await self._transaction(f"{names[0]} and {len(names) - 1} more names", ops)
+            if done:
+                result.names += len(names)
+                result.puts += sum(1 for op in ops if op.kind == "put")
+                result.deletes += sum(1 for op in ops if op.kind == "delete")
+                return
+            await asyncio.gather(*(one(name) for name in names))  # someone changed one of them: name by name
+
+        batches, singles = self._batches({name: _ops(self.client, self.prefix, cs) for name, cs in by_name.items()})
+        await asyncio.gather(*(batch(names, ops) for names, ops in batches), *(one(name) for name in singles))
         return result
+
+    @staticmethod
+    def _batches(ops_by_name: dict[str, list[_Op]]) -> tuple[list[tuple[list[str], list[_Op]]], list[str]]:
+        """Names packed into shared transactions (all of a name's keys in one, at most MAX_TXN_OPS per
+        transaction); a name too big for one transaction goes alone."""
+        batches: list[tuple[list[str], list[_Op]]] = []
+        singles: list[str] = []
+        names: list[str] = []
+        ops: list[_Op] = []
+        for name in sorted(ops_by_name):
+            mine = ops_by_name[name]
+            if all(op.kind == "check" for op in mine):
+                continue
+            if len(mine) > MAX_TXN_OPS:
+                singles.append(name)
+                continue
+            if len(ops) + len(mine) > MAX_TXN_OPS:
+                batches.append((names, ops))
+                names, ops = [], []
+            names.append(name)
+            ops.extend(mine)
+        if names:
+            batches.append((names, ops))
+        return batches, singles
 
     async def _apply_name(self, name: str, changes: list[Change], desired: list[Endpoint],
                           result: ApplyResult) -> None:

@@ -84,7 +84,7 @@ async def test_delete_is_by_exact_key_and_never_hits_neighbours(etcd: EtcdClient
 async def test_a_concurrent_change_is_not_overwritten_but_replanned(etcd: EtcdClient) -> None:
     await sync(etcd, [ep("www.example.org", "A", "10.0.0.1")])
     state = await read_current(etcd, PREFIX)
-    desired = [ep("www.example.org", "A", "10.0.0.2")]
+    desired = [ep("www.example.org", "A", "10.0.0.2"), ep("api.example.org", "A", "10.0.0.7")]
     plan = calculate(desired, state.records, OWNER, "sync")
     # Someone else takes the name over between our read and our write.
     old_key = record_key(PREFIX, "www.example.org", "A", "10.0.0.1")
@@ -94,7 +94,9 @@ async def test_a_concurrent_change_is_not_overwritten_but_replanned(etcd: EtcdCl
     assert result.replanned == ["www.example.org"]
     assert result.failed == {}
     # Re-planned: the record is now cluster-b's, so nothing of ours may be created next to it.
-    assert await dump(etcd) == {old_key: intruder}
+    # The other name, which shared the first transaction, is still written.
+    assert await dump(etcd) == {old_key: intruder, record_key(PREFIX, "api.example.org", "A", "10.0.0.7"): Record(
+        host="10.0.0.7", targetstrip=1, owner=OWNER, resource="service/default/web")}
 
 
 async def test_a_name_that_keeps_changing_fails_after_bounded_attempts(etcd: EtcdClient) -> None:
