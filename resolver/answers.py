@@ -38,18 +38,15 @@ import struct
 import time
 from collections.abc import Sequence
 
-import dns.exception
 import dns.flags
 import dns.message
-import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
-import dns.rrset
 import structlog
 
-from resolver import metrics
+from resolver import metrics, wire
 from resolver.lookup import RR, Lookup
 from resolver.store import Store
 
@@ -260,7 +257,6 @@ class Answerer:
 
     def _build(self, key: bytes, qname_wire: bytes, qtype: int, qclass: int) -> _Cached:
         self.stats.misses += 1
-        name, _ = dns.name.from_wire(qname_wire, 0)
         deps: tuple[str, ...] = ()
         leased = False
         answer: list[RR] = []
@@ -272,25 +268,24 @@ class Answerer:
         elif qtype in _REFUSED_TYPES or qclass not in (dns.rdataclass.IN, dns.rdataclass.ANY):
             rcode = dns.rcode.REFUSED
         else:
-            result = self.lookup.resolve(name, qtype, time.monotonic())
+            result = self.lookup.resolve(wire.wire_labels(qname_wire), qtype, time.monotonic())
             rcode = result.rcode
             answer, authority, additional = result.answer, result.authority, result.additional
             deps = tuple(result.reads)
             leased = result.leased
-        authoritative = rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
+        flags = wire.QR | (wire.AA if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) else 0)
         qend = 12 + len(qname_wire)
-        full_wire = _encode(name, qtype, qclass, rcode, authoritative, answer, authority, additional)
+        tc_wire = wire.question(qname_wire, qtype, qclass, flags | wire.TC, rcode)
+        full_wire = wire.render(qname_wire, qtype, qclass, flags, rcode, answer, authority, additional)
         noextra: _Variant | None = None
-        tc_wire = _encode(name, qtype, qclass, rcode, authoritative, [], [], [], truncated=True)
-        assert tc_wire is not None  # a header and one question always fit
         if full_wire is None:
             full = _Variant(tc_wire, qend)
         else:
             full = _Variant(full_wire, qend)
             if additional and len(full_wire) > 512:
-                wire = _encode(name, qtype, qclass, rcode, authoritative, answer, authority, [])
-                if wire is not None:
-                    noextra = _Variant(wire, qend)
+                smaller = wire.render(qname_wire, qtype, qclass, flags, rcode, answer, authority, [])
+                if smaller is not None:
+                    noextra = _Variant(smaller, qend)
         expires = time.monotonic() + LEASED_CACHE_SECONDS if leased else 0.0
         entry = _Cached(full, noextra, _Variant(tc_wire, qend), rcode, deps, expires)
         self._store(key, entry)
@@ -352,27 +347,3 @@ class Answerer:
 
     def cached_answers(self) -> int:
         return len(self._cache)
-
-
-def _encode(name: dns.name.Name, qtype: int, qclass: int, rcode: int, authoritative: bool, answer: list[RR],
-            authority: list[RR], additional: list[RR], *, truncated: bool = False) -> bytes | None:
-    """The wire form (ID 0, RD clear, no OPT) or None when it exceeds 65535 bytes."""
-    msg = dns.message.Message(id=0)
-    msg.flags = dns.flags.QR
-    if authoritative:
-        msg.flags |= dns.flags.AA
-    if truncated:
-        msg.flags |= dns.flags.TC
-    msg.set_rcode(dns.rcode.Rcode.make(rcode))
-    msg.question = [dns.rrset.RRset(name, dns.rdataclass.RdataClass.make(qclass),
-                                    dns.rdatatype.RdataType.make(qtype))]
-    for section, rrs in ((msg.answer, answer), (msg.authority, authority), (msg.additional, additional)):
-        for owner, ttl, rdata in rrs:
-            rrset = msg.find_rrset(section, owner, dns.rdataclass.IN, rdata.rdtype, create=True)
-            rrset.add(rdata, ttl)
-    try:
-        wire = msg.to_wire(max_size=65535)
-    except dns.exception.TooBig:
-        return None
-    assert isinstance(wire, bytes)
-    return wire

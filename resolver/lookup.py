@@ -55,30 +55,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-import dns.name
-import dns.rcode
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-from dns.rdtypes.ANY.CNAME import CNAME
-from dns.rdtypes.ANY.MX import MX
-from dns.rdtypes.ANY.NS import NS
-from dns.rdtypes.ANY.PTR import PTR
-from dns.rdtypes.ANY.SOA import SOA
-from dns.rdtypes.ANY.TXT import TXT
-from dns.rdtypes.IN.A import A
-from dns.rdtypes.IN.AAAA import AAAA
-from dns.rdtypes.IN.SRV import SRV
-
-from resolver.store import Entry, Store
+from resolver.store import Entry, Labels, Store
 from skydns.names import normalize_name
 from skydns.record import HostKind
 
-IN = dns.rdataclass.IN
-T_A, T_AAAA, T_CNAME, T_TXT = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME, dns.rdatatype.TXT
-T_SRV, T_MX, T_NS, T_PTR, T_SOA = (dns.rdatatype.SRV, dns.rdatatype.MX, dns.rdatatype.NS, dns.rdatatype.PTR,
-                                   dns.rdatatype.SOA)
+# DNS numbers used here (kept local: dnspython's enums are slow on this path).
+T_A, T_NS, T_CNAME, T_SOA, T_PTR, T_MX, T_TXT, T_AAAA, T_SRV = 1, 2, 5, 6, 12, 15, 16, 28, 33
+NOERROR, NXDOMAIN, REFUSED = 0, 3, 5
 
 DEFAULT_TTL = 300
 DEFAULT_PRIORITY = 10
@@ -86,7 +71,10 @@ MAX_CNAME_CHAIN = 10
 SOA_TTL = 30
 SOA_TIMERS = (7200, 1800, 86400, 30)  # refresh, retry, expire, minimum
 
-RR = tuple[dns.name.Name, int, dns.rdata.Rdata]
+# One resource record: (owner labels, ttl, type, rdata). The rdata by type:
+#   A/AAAA: packed address bytes; CNAME/NS/PTR: Labels; MX: (preference, Labels);
+#   SRV: (priority, weight, port, Labels); TXT: tuple of byte strings; SOA: (mname, rname, serial, 4 timers).
+RR = tuple[Labels, int, int, Any]
 Svc = tuple[Entry, int]  # an entry with a record, and its TTL
 
 
@@ -104,8 +92,8 @@ class Result:
 
 @dataclass(frozen=True, slots=True)
 class Zone:
-    name: dns.name.Name
-    labels: tuple[str, ...]  # lower-case, leftmost first
+    name: Labels  # lower case
+    labels: tuple[str, ...]  # the same, as text
     path: str
 
 
@@ -118,12 +106,14 @@ class _Ctx:
         self.leased = False
 
 
-def name_labels_lower(name: dns.name.Name) -> list[str] | None:
-    """The lower-case labels of ``name`` (leftmost first, no root), or None if one cannot be a key element."""
+def lower(labels: Labels) -> Labels:
+    return tuple(label.lower() for label in labels)
+
+
+def text_labels(labels: Labels) -> list[str] | None:
+    """Lower-case text labels for a key path, or None when a label cannot be a key element."""
     out: list[str] = []
-    for raw in name.labels:
-        if not raw:
-            continue
+    for raw in labels:
         try:
             label = raw.decode("ascii").lower()
         except UnicodeDecodeError:
@@ -134,21 +124,22 @@ def name_labels_lower(name: dns.name.Name) -> list[str] | None:
     return out
 
 
-def _strip(name: dns.name.Name, count: int) -> dns.name.Name:
+def is_subdomain(child: Labels, parent: Labels) -> bool:
+    """``child`` equals ``parent`` or lies below it (case-insensitive)."""
+    n, k = len(child), len(parent)
+    return k <= n and lower(child[n - k:]) == lower(parent)
+
+
+def strip(labels: Labels, count: int) -> Labels:
     """Drop ``count`` leftmost labels, unless that would leave nothing (then keep the name whole)."""
-    if count <= 0:
-        return name
-    labels = name.labels
-    if count >= len(labels) - 1:  # the last label is the root
-        return name
-    return dns.name.Name(labels[count:])
+    if count <= 0 or count >= len(labels):
+        return labels
+    return labels[count:]
 
 
-def _host_name(host: str) -> dns.name.Name | None:
-    try:
-        return dns.name.from_text(host)
-    except (dns.exception.DNSException, ValueError, UnicodeError):
-        return None
+def txt_strings(text: str) -> tuple[bytes, ...]:
+    data = text.encode("utf-8")
+    return tuple(data[i:i + 255] for i in range(0, len(data), 255)) or (b"",)
 
 
 class Lookup:
@@ -164,7 +155,7 @@ class Lookup:
         for z in zones:
             text = normalize_name(z)
             labels = tuple(label for label in text.split(".") if label)
-            zs.append(Zone(dns.name.from_text(text), labels, self._path(list(labels))))
+            zs.append(Zone(tuple(label.encode("ascii") for label in labels), labels, self._path(labels)))
         # Longest first, so the first match is the longest matching zone.
         self.zones = sorted(zs, key=lambda z: len(z.labels), reverse=True)
         for zone in self.zones:
@@ -183,20 +174,18 @@ class Lookup:
                 return zone
         return None
 
-    def _zone_of_name(self, name: dns.name.Name) -> tuple[Zone | None, list[str] | None]:
-        labels = name_labels_lower(name)
+    def _zone_of(self, name: Labels) -> tuple[Zone | None, list[str]]:
+        labels = text_labels(name)
         if labels is None:
-            return None, None
+            return None, []
         return self.zone_for(labels), labels
 
     def serial(self, zone: Zone) -> int:
         return self.store.last_change(zone.path) & 0xFFFFFFFF
 
     def soa(self, zone: Zone) -> RR:
-        mname = dns.name.Name((b"ns", b"dns", *zone.name.labels))
-        rname = dns.name.Name((b"hostmaster", *zone.name.labels))
-        rdata = SOA(IN, T_SOA, mname, rname, self.serial(zone), *SOA_TIMERS)
-        return (zone.name, SOA_TTL, rdata)
+        rdata = ((b"ns", b"dns", *zone.name), (b"hostmaster", *zone.name), self.serial(zone), *SOA_TIMERS)
+        return (zone.name, SOA_TTL, T_SOA, rdata)
 
     def _ttl(self, ctx: _Ctx, entry: Entry, ttl: int) -> int:
         deadline = entry.lease_deadline
@@ -207,17 +196,17 @@ class Lookup:
         lease_ttl = min(max(remaining, self.min_lease_ttl), self.max_lease_ttl)
         return min(lease_ttl, ttl) if ttl else lease_ttl
 
-    def _key_name(self, entry: Entry, strip: int) -> dns.name.Name | None:
-        """The name a key spells (prefix removed), with ``strip`` leftmost labels stripped."""
-        rel = entry.key[len(self.store.prefix) + 1:]
-        parts = rel.split("/")
-        if any(not p for p in parts):
+    def _key_name(self, entry: Entry, count: int) -> Labels | None:
+        """The name a key spells (the whole prefix removed), with ``count`` leftmost labels stripped."""
+        parts = entry.key[len(self.store.prefix) + 1:].split("/")
+        labels = tuple(part.encode("utf-8") for part in reversed(parts))
+        if any(not 0 < len(label) <= 63 for label in labels) or sum(len(label) + 1 for label in labels) >= 255:
             return None
-        try:
-            name = dns.name.from_text(".".join(reversed(parts)))
-        except (dns.exception.DNSException, ValueError, UnicodeError):
-            return None
-        return _strip(name, strip)
+        return strip(labels, count)
+
+    @staticmethod
+    def _address(e: Entry, owner: Labels, ttl: int) -> RR:
+        return (owner, ttl, T_A if e.kind is HostKind.A else T_AAAA, e.ip)
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -282,21 +271,21 @@ class Lookup:
 
     # -- per type ------------------------------------------------------------------------------------------
 
-    def _chase(self, ctx: _Ctx, zone: Zone, qname: dns.name.Name, e: Entry, ttl: int, qtype: int,
-               chain: list[dns.name.Name], out: list[RR]) -> None:
+    def _chase(self, ctx: _Ctx, zone: Zone, qname: Labels, e: Entry, ttl: int, qtype: int,
+               chain: list[Labels], out: list[RR]) -> None:
         """A name host seen by an A/AAAA/TXT query: the CNAME and what it leads to (CoreDNS's rules)."""
-        assert e.record is not None
-        target = _host_name(e.record.host)
-        if target is None or target.is_subdomain(qname):
+        target = e.target
+        if target is None or is_subdomain(target, qname):
             return
-        if len(chain) > MAX_CNAME_CHAIN or target in chain:
+        low = lower(target)
+        if len(chain) > MAX_CNAME_CHAIN or low in chain:
             return
-        cname: RR = (qname, ttl, CNAME(IN, T_CNAME, target))
-        tzone, tlabels = self._zone_of_name(target)
-        if tzone is None or tlabels is None:
+        cname: RR = (qname, ttl, T_CNAME, target)
+        tzone, tlabels = self._zone_of(target)
+        if tzone is None:
             out.append(cname)  # outside every served zone: returned as is, not looked up
             return
-        nxt = self._typed(ctx, tzone, target, tlabels, qtype, [*chain, target])
+        nxt = self._typed(ctx, tzone, target, tlabels, qtype, [*chain, low])
         if tzone is zone:
             if nxt:
                 out.append(cname)
@@ -305,8 +294,8 @@ class Lookup:
         out.append(cname)
         out.extend(nxt or ())
 
-    def _typed(self, ctx: _Ctx, zone: Zone, qname: dns.name.Name, labels: Sequence[str], qtype: int,
-               chain: list[dns.name.Name]) -> list[RR] | None:
+    def _typed(self, ctx: _Ctx, zone: Zone, qname: Labels, labels: Sequence[str], qtype: int,
+               chain: list[Labels]) -> list[RR] | None:
         """A, AAAA or TXT records for ``qname`` (with CNAME chasing); None = name error."""
         if qtype == T_TXT:
             svcs = self._services(ctx, labels, qtype)
@@ -317,41 +306,32 @@ class Lookup:
         if svcs is None:
             return None
         out: list[RR] = []
-        seen: set[str] = set()
+        seen: set[Any] = set()
         for e, ttl in svcs:
             kind = e.kind
             if kind is HostKind.CNAME:
                 self._chase(ctx, zone, qname, e, ttl, qtype, chain, out)
             elif kind is want:
-                assert e.record is not None
                 if want is HostKind.TXT:
+                    assert e.record is not None
                     text = e.record.text
                     if text not in seen:
                         seen.add(text)
-                        out.append((qname, ttl, _txt(text)))
+                        out.append((qname, ttl, T_TXT, txt_strings(text)))
                 elif e.ip not in seen:
                     seen.add(e.ip)
-                    rdata = A(IN, T_A, e.ip) if want is HostKind.A else AAAA(IN, T_AAAA, e.ip)
-                    out.append((qname, ttl, rdata))
+                    out.append((qname, ttl, qtype, e.ip))
         return out
 
-    def _glue(self, ctx: _Ctx, target: dns.name.Name, out: list[RR]) -> None:
+    def _glue(self, ctx: _Ctx, target: Labels, out: list[RR]) -> None:
         """A and AAAA (CNAME chains included) for a target name inside a served zone; nothing outside."""
-        tzone, tlabels = self._zone_of_name(target)
-        if tzone is None or tlabels is None:
+        tzone, tlabels = self._zone_of(target)
+        if tzone is None:
             return
-        seen = {(n, r) for n, _, r in out}
         for qtype in (T_A, T_AAAA):
-            for rr in self._typed(ctx, tzone, target, tlabels, qtype, []) or ():
-                if (rr[0], rr[2]) not in seen:
-                    seen.add((rr[0], rr[2]))
-                    out.append(rr)
+            out.extend(self._typed(ctx, tzone, target, tlabels, qtype, []) or ())
 
-    def _address_glue(self, e: Entry, name: dns.name.Name, ttl: int) -> RR:
-        rdata = A(IN, T_A, e.ip) if e.kind is HostKind.A else AAAA(IN, T_AAAA, e.ip)
-        return (name, ttl, rdata)
-
-    def _srv(self, ctx: _Ctx, qname: dns.name.Name, labels: Sequence[str], res: Result) -> bool:
+    def _srv(self, ctx: _Ctx, qname: Labels, labels: Sequence[str], res: Result) -> bool:
         svcs = self._services(ctx, labels, T_SRV)
         if svcs is None:
             return False
@@ -360,8 +340,8 @@ class Lookup:
             assert e.record is not None
             prio = e.record.priority or DEFAULT_PRIORITY
             totals[prio] = totals.get(prio, 0) + (e.record.weight or 100)
-        dup: set[tuple[dns.name.Name, str, int]] = set()
-        looked_up: set[dns.name.Name] = set()
+        dup: set[tuple[Labels, bytes, int]] = set()
+        looked_up: set[Labels] = set()
         for e, ttl in svcs:
             rec = e.record
             assert rec is not None
@@ -371,35 +351,35 @@ class Lookup:
             total = totals[prio]
             share = math.floor(100.0 * (rec.weight or 100) / total) if total > 0 else 0
             weight = min(max(share, 1), 0xFFFF)
+            port = rec.port & 0xFFFF
             kind = e.kind
             if kind is HostKind.CNAME:
-                host = _host_name(rec.host)
-                if host is None:
+                if e.target is None:
                     continue
-                target = _strip(host, rec.targetstrip)
-                res.answer.append((qname, ttl, SRV(IN, T_SRV, prio & 0xFFFF, weight, rec.port & 0xFFFF, target)))
-                if target not in looked_up:
-                    looked_up.add(target)
+                target = strip(e.target, rec.targetstrip)
+                res.answer.append((qname, ttl, T_SRV, (prio & 0xFFFF, weight, port, target)))
+                if lower(target) not in looked_up:
+                    looked_up.add(lower(target))
                     self._glue(ctx, target, res.additional)
             elif kind is HostKind.A or kind is HostKind.AAAA:
                 key_name = self._key_name(e, rec.targetstrip)
                 if key_name is None:
                     continue
-                port = rec.port & 0xFFFF
-                if (key_name, "", port) not in dup:
-                    dup.add((key_name, "", port))
-                    res.answer.append((qname, ttl, SRV(IN, T_SRV, prio & 0xFFFF, weight, port, key_name)))
-                if (key_name, e.ip, 0) not in dup:
-                    dup.add((key_name, e.ip, 0))
-                    res.additional.append(self._address_glue(e, key_name, ttl))
+                low = lower(key_name)
+                if (low, b"", port) not in dup:
+                    dup.add((low, b"", port))
+                    res.answer.append((qname, ttl, T_SRV, (prio & 0xFFFF, weight, port, key_name)))
+                if (low, e.ip, 0) not in dup:
+                    dup.add((low, e.ip, 0))
+                    res.additional.append(self._address(e, key_name, ttl))
         return True
 
-    def _mx(self, ctx: _Ctx, qname: dns.name.Name, labels: Sequence[str], res: Result) -> bool:
+    def _mx(self, ctx: _Ctx, qname: Labels, labels: Sequence[str], res: Result) -> bool:
         svcs = self._services(ctx, labels, T_MX)
         if svcs is None:
             return False
-        looked_up: set[dns.name.Name] = set()
-        dup: set[tuple[dns.name.Name, int]] = set()
+        looked_up: set[Labels] = set()
+        dup: set[tuple[Labels, int]] = set()
         for e, ttl in svcs:
             rec = e.record
             assert rec is not None
@@ -407,89 +387,92 @@ class Lookup:
                 continue
             pref = (rec.priority or DEFAULT_PRIORITY) & 0xFFFF
             if e.kind is HostKind.CNAME:
-                host = _host_name(rec.host)
-                if host is None:
+                if e.target is None:
                     continue
-                target = _strip(host, rec.targetstrip)
-                res.answer.append((qname, ttl, MX(IN, T_MX, pref, target)))
-                if target not in looked_up:
-                    looked_up.add(target)
+                target = strip(e.target, rec.targetstrip)
+                res.answer.append((qname, ttl, T_MX, (pref, target)))
+                if lower(target) not in looked_up:
+                    looked_up.add(lower(target))
                     self._glue(ctx, target, res.additional)
             elif e.kind is HostKind.A or e.kind is HostKind.AAAA:
-                target_or_none = self._key_name(e, rec.targetstrip)
-                if target_or_none is None:
+                exchange = self._key_name(e, rec.targetstrip)
+                if exchange is None:
                     continue
-                if (target_or_none, pref) not in dup:
-                    dup.add((target_or_none, pref))
-                    res.answer.append((qname, ttl, MX(IN, T_MX, pref, target_or_none)))
-                res.additional.append(self._address_glue(e, target_or_none, ttl))
+                if (lower(exchange), pref) not in dup:
+                    dup.add((lower(exchange), pref))
+                    res.answer.append((qname, ttl, T_MX, (pref, exchange)))
+                res.additional.append(self._address(e, exchange, ttl))
         return True
 
-    def _ns(self, ctx: _Ctx, zone: Zone, qname: dns.name.Name, res: Result) -> bool:
+    def _ns(self, ctx: _Ctx, zone: Zone, qname: Labels, res: Result) -> bool:
         svcs = self._services(ctx, ("ns", "dns", *zone.labels), T_NS, own=False)
         if svcs is None:
             return False
-        seen: set[dns.name.Name] = set()
+        seen: set[Labels] = set()
         for e, ttl in svcs:
             rec = e.record
             assert rec is not None
+            target: Labels | None
             if e.kind is HostKind.A or e.kind is HostKind.AAAA:
                 target = self._key_name(e, rec.targetstrip)
                 if target is None:
                     continue
-                res.additional.append(self._address_glue(e, target, ttl))
-            elif e.kind is HostKind.CNAME:
-                host = _host_name(rec.host)
-                if host is None:
-                    continue
-                target = _strip(host, rec.targetstrip)
-                if target not in seen:
+                res.additional.append(self._address(e, target, ttl))
+            elif e.kind is HostKind.CNAME and e.target is not None:
+                target = strip(e.target, rec.targetstrip)
+                if lower(target) not in seen:
                     self._glue(ctx, target, res.additional)
             else:
                 continue
-            if target not in seen:
-                seen.add(target)
-                res.answer.append((qname, ttl, NS(IN, T_NS, target)))
+            if lower(target) not in seen:
+                seen.add(lower(target))
+                res.answer.append((qname, ttl, T_NS, target))
+        return True
+
+    def _cname_or_ptr(self, ctx: _Ctx, qname: Labels, labels: Sequence[str], qtype: int, res: Result) -> bool:
+        svcs = self._services(ctx, labels, qtype, exact=True)
+        if svcs is None:
+            return False
+        seen: set[Labels] = set()
+        for e, ttl in svcs:
+            target = e.target  # None for IP hosts (and invalid names)
+            if qtype == T_CNAME:
+                if target is not None:  # only the first value counts; an IP gives nothing
+                    res.answer.append((qname, ttl, T_CNAME, target))
+                break
+            if target is not None and lower(target) not in seen:
+                seen.add(lower(target))
+                res.answer.append((qname, ttl, T_PTR, target))
         return True
 
     # -- entry point ---------------------------------------------------------------------------------------
 
-    def resolve(self, qname: dns.name.Name, qtype: int, now: float) -> Result:
-        """Answer one question (class IN). Owner names use ``qname`` as given (the query's case)."""
-        labels = name_labels_lower(qname)
+    def resolve(self, qname: Labels, qtype: int, now: float) -> Result:
+        """Answer one question (class IN). ``qname`` keeps the query's case; owner names use it as given."""
+        labels = text_labels(qname)
         zone: Zone | None
         if labels is None:
             # A label that cannot be a key element: the name cannot exist. Find the zone on the raw labels.
-            raw = [lb.decode("latin-1").lower() for lb in qname.labels if lb]
-            zone = self.zone_for(raw)
+            zone = self.zone_for([label.decode("latin-1").lower() for label in qname])
         else:
             zone = self.zone_for(labels)
         if zone is None:
-            return Result(dns.rcode.REFUSED)
+            return Result(REFUSED)
         ctx = _Ctx(now)
-        res = Result(dns.rcode.NOERROR)
-        found = True
+        res = Result(NOERROR)
+        found = False
         if labels is None:
-            found = False
+            pass
         elif qtype == T_SOA:
             res.answer.append(self.soa(zone))
             ctx.reads.add(zone.path)
+            found = True
         elif qtype in (T_A, T_AAAA, T_TXT):
             records = self._typed(ctx, zone, qname, labels, qtype, [])
             found = records is not None
             res.answer.extend(records or ())
         elif qtype in (T_CNAME, T_PTR):
-            svcs = self._services(ctx, labels, qtype, exact=True)
-            found = svcs is not None
-            for e, ttl in svcs or ():
-                assert e.record is not None
-                host = None if e.kind in (HostKind.A, HostKind.AAAA) else _host_name(e.record.host)
-                if qtype == T_CNAME:
-                    if host is not None:  # only the first value counts; an IP gives nothing
-                        res.answer.append((qname, ttl, CNAME(IN, T_CNAME, host)))
-                    break
-                if host is not None and all(rr[2] != PTR(IN, T_PTR, host) for rr in res.answer):
-                    res.answer.append((qname, ttl, PTR(IN, T_PTR, host)))
+            found = self._cname_or_ptr(ctx, qname, labels, qtype, res)
         elif qtype == T_SRV:
             found = self._srv(ctx, qname, labels, res)
         elif qtype == T_MX:
@@ -499,7 +482,7 @@ class Lookup:
         else:
             found = self._typed(ctx, zone, qname, labels, T_A, []) is not None
         if not found and (labels is None or tuple(labels) != zone.labels):  # the apex always exists
-            res.rcode = dns.rcode.NXDOMAIN
+            res.rcode = NXDOMAIN
             res.answer.clear()
             res.additional.clear()
         if not res.answer:
@@ -508,12 +491,6 @@ class Lookup:
         res.reads = ctx.reads
         res.leased = ctx.leased
         return res
-
-
-def _txt(text: str) -> TXT:
-    data = text.encode("utf-8")
-    chunks = [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
-    return TXT(IN, T_TXT, chunks)
 
 
 def _group(svcs: list[Svc]) -> list[Svc]:

@@ -1,0 +1,105 @@
+"""Micro-benchmark of the answer side, in one process: Answerer.respond on cache hits and misses for 10,000
+names, Store.apply of one key, and Store.replace of 100,000 records (time and RSS). Prints a table.
+
+    .venv/bin/python bench/answer_micro.py
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import time
+
+import dns.message
+
+from resolver.answers import Answerer
+from resolver.changes import KeyChange
+from resolver.store import Store
+
+ZONE = "bench.test."
+NAMES = 10_000
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _changes(n: int) -> list[KeyChange]:
+    return [KeyChange(f"/skydns/test/bench/svc{i}/{i:08x}",
+                      f'{{"host":"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}","ttl":60,"targetstrip":1}}'.encode(),
+                      i + 1) for i in range(n)]
+
+
+def _queries(n: int) -> list[bytes]:
+    out = []
+    for i in range(n):
+        q = dns.message.make_query(f"svc{i}.bench.test.", "A")
+        out.append(q.to_wire())
+    return out
+
+
+def main() -> None:
+    rows: list[tuple[str, str]] = []
+    store = Store()
+    store.replace(NAMES, _changes(NAMES))
+    answerer = Answerer(store, [ZONE])
+    queries = _queries(NAMES)
+
+    t0 = time.perf_counter()
+    for q in queries:
+        answerer.respond(q, tcp=False)
+    miss = time.perf_counter() - t0
+    rows.append(("respond, cache misses (10k names)", f"{NAMES / miss:,.0f} responses/s"))
+
+    rounds = 20
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        for q in queries:
+            answerer.respond(q, tcp=False)
+    hit = time.perf_counter() - t0
+    rows.append(("respond, cache hits (10k names x 20)", f"{rounds * NAMES / hit:,.0f} responses/s"))
+
+    edns = [dns.message.make_query(f"svc{i}.bench.test.", "A", use_edns=0, payload=1232).to_wire()
+            for i in range(NAMES)]
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        for q in edns:
+            answerer.respond(q, tcp=False)
+    hit = time.perf_counter() - t0
+    rows.append(("respond, cache hits with EDNS", f"{rounds * NAMES / hit:,.0f} responses/s"))
+
+    applies = 2000
+    t0 = time.perf_counter()
+    for i in range(applies):
+        rev = store.revision + 1
+        store.apply(rev, [KeyChange(f"/skydns/test/bench/svc{i}/{i:08x}", b'{"host":"10.9.9.9"}', rev)])
+    took = time.perf_counter() - t0
+    rows.append(("Store.apply, one key (10k store, warm cache)", f"{took / applies * 1e6:,.1f} us each"))
+
+    del answerer, store, queries, edns
+    gc.collect()
+    big = 100_000
+    changes = _changes(big)
+    before = _rss_mb()
+    store = Store()
+    t0 = time.perf_counter()
+    store.replace(big, changes)
+    took = time.perf_counter() - t0
+    del changes
+    gc.collect()
+    rows.append(("Store.replace, 100,000 records", f"{took:.2f} s"))
+    rows.append(("RSS with 100,000 records (process)", f"{_rss_mb():.0f} MB (before load {before:.0f} MB)"))
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  result")
+    print(f"{'-' * width}  {'-' * 30}")
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
