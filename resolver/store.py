@@ -136,7 +136,7 @@ def _fast_decode(value: bytes, key: str) -> Record:
             kind = _FIELD_TYPES.get(name)
             if kind is None or type(item) is not kind:
                 break
-            if kind is int and not (0 <= item <= 0xFFFFFFFF if name == "ttl" else -_INT64 <= item < _INT64):
+            if kind is int and not (0 <= item <= 0xFFFFFFFF if name == "ttl" else -_INT64 <= item < _INT64):  # type: ignore[operator]
                 break
         else:
             return Record(**data)
