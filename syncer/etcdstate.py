@@ -10,7 +10,8 @@ One :class:`CurrentRecord` per etcd key. What we find there, and how it is class
 
 The name comes from the key with ``targetstrip`` applied; the type from the host, as
 :func:`skydns.record.host_kind` says CoreDNS serves it: an IP -> ``A``/``AAAA``; a name host -> ``CNAME``, or
-``SRV`` when it has a port, priority or weight (how we store SRV); a text -> ``TXT``; nothing -> ``NONE``. The
+``SRV`` when it has a port, priority or weight (how we store SRV; the target is the host with ``targetstrip``
+labels stripped, as CoreDNS serves it); a text -> ``TXT``; nothing -> ``NONE``. The
 plan manages only A, AAAA, CNAME and SRV, and only records whose ``owner`` is ours; everything else is only
 looked at (it blocks creating records at its name). A value that does not decode is reported as
 :class:`Malformed` and left alone - it is not ours to fix, and it can't be owned by us.
@@ -70,7 +71,8 @@ def classify(key: str, record: Record, prefix: str, mod_revision: int = 0) -> Cu
     elif kind is HostKind.CNAME:
         host = record.host.rstrip(".").lower()
         if record.port > 0 or record.priority or record.weight:
-            record_type, target = "SRV", f"{record.priority} {record.weight} {record.port} {host}"
+            served = strip_labels(host, record.targetstrip)  # the SRV target CoreDNS serves
+            record_type, target = "SRV", f"{record.priority} {record.weight} {record.port} {served}"
         else:
             record_type, target = "CNAME", host
     elif kind is HostKind.TXT:
@@ -80,6 +82,12 @@ def classify(key: str, record: Record, prefix: str, mod_revision: int = 0) -> Cu
     return CurrentRecord(key=key, name=name, type=record_type, target=target, ttl=record.ttl or None,
                          owner=record.owner, resource=record.resource, group=record.group,
                          mod_revision=mod_revision, record=record)
+
+
+def strip_labels(host: str, count: int) -> str:
+    """CoreDNS's ``targetStrip``: drop ``count`` leftmost labels, unless that would drop them all."""
+    labels = host.split(".")
+    return ".".join(labels[count:]) if 0 < count < len(labels) else host
 
 
 def classify_kvs(kvs: Iterable[Any], prefix: str) -> tuple[list[CurrentRecord], list[Malformed]]:

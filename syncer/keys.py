@@ -10,6 +10,13 @@ Value: ``host`` (the IP, the CNAME target, or the SRV target name), ``port``/``p
 unset), ``targetstrip: 1``, ``group``, ``owner`` (the ``--owner-id``) and ``resource`` (the source object). Never
 a ``text`` field: CoreDNS serves a name host with a text as TXT only and the record would be lost.
 
+SRV and ``targetstrip``: CoreDNS strips ``targetstrip`` leftmost labels not only from names it builds from keys
+but also from a *name host* when it serves it as an SRV target (``msg.Service.NewSRV``). The ``targetstrip: 1``
+our keys need would turn the target ``game.example.org`` into ``example.org``. So an SRV value stores its
+target behind one throw-away label, ``_.game.example.org``, which CoreDNS (and our resolver, which follows it)
+strips back to exactly ``game.example.org.``; the reader (:mod:`syncer.etcdstate`) strips it the same way.
+SRV priority 0 (ExternalDNS's ``0 50 <port> <host>``) is stored as 0, which CoreDNS serves as priority 10.
+
 Targets are canonical strings, the same in desired endpoints and in records read back: an IP as written
 (``parse_ip`` normalised), a host name lower-cased without the trailing dot, an SRV target as
 ``"priority weight port target"``.
@@ -23,6 +30,7 @@ from skydns.names import name_to_key
 from skydns.record import Record, parse_ip
 
 MANAGED_TYPES = ("A", "AAAA", "CNAME", "SRV")
+SRV_STRIPPED_LABEL = "_"  # prepended to SRV name hosts, stripped again by targetstrip (see above)
 LEAF_LENGTH = 8
 
 
@@ -86,6 +94,6 @@ def record_value(record_type: str, target: str, *, ttl: int | None, group: str, 
     """The SkyDNS value for one canonical target (see the module docstring)."""
     if record_type == "SRV":
         priority, weight, port, host = parse_srv(target)
-        return Record(host=host, port=port, priority=priority, weight=weight, ttl=ttl or 0, targetstrip=1,
-                      group=group, owner=owner, resource=resource)
+        return Record(host=f"{SRV_STRIPPED_LABEL}.{host}", port=port, priority=priority, weight=weight,
+                      ttl=ttl or 0, targetstrip=1, group=group, owner=owner, resource=resource)
     return Record(host=target, ttl=ttl or 0, targetstrip=1, group=group, owner=owner, resource=resource)

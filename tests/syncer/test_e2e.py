@@ -54,7 +54,7 @@ async def test_once_creates_the_records_and_a_rerun_writes_nothing(etcd: EtcdCli
     assert {k: sorted(v) for k, v in found.items()} == EXPECTED
     srv = next(r for r in state.records if r.type == "SRV")
     assert (srv.record.host, srv.record.port, srv.record.weight, host_kind(srv.record).value) == (
-        "game.example.org", 30777, 50, "CNAME")
+        "_.game.example.org", 30777, 50, "CNAME")
     assert next(r for r in state.records if r.name == "web.example.org").record.ttl == 60
     assert next(r for r in state.records if r.name == "api.example.org").record.ttl == 0  # unset: left out
 

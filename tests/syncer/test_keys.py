@@ -31,7 +31,7 @@ def test_key_is_the_reversed_name_plus_the_leaf() -> None:
     ("CNAME", "lb.example.net", HostKind.CNAME,
      b'{"host":"lb.example.net","targetstrip":1,"owner":"me","resource":"service/default/web"}'),
     ("SRV", "0 50 30080 www.example.org", HostKind.CNAME,
-     b'{"host":"www.example.org","port":30080,"weight":50,"targetstrip":1,"owner":"me",'
+     b'{"host":"_.www.example.org","port":30080,"weight":50,"targetstrip":1,"owner":"me",'
      b'"resource":"service/default/web"}'),
 ])
 def test_values_are_read_by_coredns_rules_and_back_by_us(rtype: str, target: str, kind: HostKind,
@@ -64,3 +64,11 @@ def test_canonical_targets(rtype: str, target: str, canonical: str) -> None:
 def test_bad_targets_are_refused(rtype: str, target: str) -> None:
     with pytest.raises(BadTargetError):
         canonical_target(rtype, target)
+
+
+def test_srv_target_survives_coredns_targetstrip() -> None:
+    # CoreDNS serves a name host as the SRV target after stripping `targetstrip` leftmost labels.
+    value = record_value("SRV", "0 50 30080 game.example.org", ttl=None, group="", owner="me", resource="")
+    served = ".".join(value.host.split(".")[value.targetstrip:])
+    assert served == "game.example.org"
+    assert (value.port, value.weight, value.priority) == (30080, 50, 0)

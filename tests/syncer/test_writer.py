@@ -41,7 +41,7 @@ async def test_create_update_delete_round_trip(etcd: EtcdClient) -> None:
     assert records[record_key(PREFIX, "www.example.org", "A", "10.0.0.1")] == Record(
         host="10.0.0.1", ttl=60, targetstrip=1, owner=OWNER, resource="service/default/web")
     assert records[record_key(PREFIX, "_http._tcp.www.example.org", "SRV", "0 50 30080 www.example.org")] == Record(
-        host="www.example.org", port=30080, weight=50, targetstrip=1, owner=OWNER, resource="service/default/web")
+        host="_.www.example.org", port=30080, weight=50, targetstrip=1, owner=OWNER, resource="service/default/web")
 
     plan, result = await sync(etcd, [ep("www.example.org", "A", "10.0.0.2", "10.0.0.3", ttl=60)])
     assert [(c.action, c.type) for c in plan.changes] == [("update", "A"), ("delete", "SRV")]
