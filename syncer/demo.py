@@ -125,9 +125,12 @@ def main() -> int:
                        key=lambda nt: (tuple(reversed(nt[0].split("."))), nt[1]))
         failures = 0
         for name, rtype in asked:
-            answer = query(dns_port, name, rtype)
+            # A CNAME is asked for as clients do, with an A query (CoreDNS, and our resolver with it, answers
+            # explicit CNAME queries only from a record at the bare name key, not from per-target leaf keys).
+            qtype = "A" if rtype == "CNAME" else rtype
+            answer = query(dns_port, name, qtype)
             failures += not answer.startswith("NOERROR") or "(no records)" in answer
-            print(f"  {name} {rtype}: {answer}")
+            print(f"  {name} {qtype}: {answer}")
         banner("done: " + ("every name answered" if not failures else f"{failures} name(s) without an answer"))
         return 0 if not failures else 1
     finally:
