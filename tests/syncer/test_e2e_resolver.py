@@ -1,0 +1,93 @@
+"""What dnssync writes, a real dnssync-resolver answers: subprocesses, real etcd, real UDP queries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from skydns.localetcd import LocalEtcd, free_port
+from tests.syncer.helpers import EXAMPLES, OWNER, ROOT, run_dnssync
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def resolver(etcd_server: LocalEtcd) -> Iterator[int]:
+    """A dnssync-resolver for example.org on free ports; yields its DNS port once /readyz says so."""
+    dns_port, http_port = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "resolver", "--zone", "example.org.", "--etcd-endpoints",
+                             etcd_server.endpoint, "--listen", f"127.0.0.1:{dns_port}", "--http-listen",
+                             f"127.0.0.1:{http_port}", "--log-level", "warning"], cwd=ROOT,
+                            stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, "the resolver exited"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            assert time.monotonic() < deadline, "the resolver never became ready"
+            time.sleep(0.05)  # bounded poll of a condition
+        yield dns_port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def ask(port: int, name: str, rtype: str) -> tuple[str, set[tuple[str, str, str]]]:
+    response = dns.query.udp(dns.message.make_query(name, rtype), "127.0.0.1", port=port, timeout=2)
+    return dns.rcode.to_text(response.rcode()), {
+        (rrset.name.to_text(), dns.rdatatype.to_text(rrset.rdtype), rr.to_text())
+        for rrset in response.answer for rr in rrset}
+
+
+def wait_answer(port: int, name: str, rtype: str, expected: set[tuple[str, str, str]]) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        rcode, answer = ask(port, name, rtype)
+        if answer == expected:
+            return
+        assert time.monotonic() < deadline, f"{name} {rtype}: {rcode} {answer}, expected {expected}"
+        time.sleep(0.05)  # bounded poll: the resolver follows etcd through a watch
+
+
+async def test_the_resolver_answers_every_record_the_syncer_wrote(etcd: object, etcd_server: LocalEtcd,
+                                                                  resolver: int, tmp_path: Path) -> None:
+    done = run_dnssync("--once", "--owner-id", OWNER, "--policy", "sync", "--from-manifests", EXAMPLES,
+                       endpoint=etcd_server.endpoint)
+    assert done.returncode == 0, done.stderr
+    wait_answer(resolver, "web.example.org.", "A", {("web.example.org.", "A", "203.0.113.10")})
+    assert ask(resolver, "web.example.org.", "A")[0] == "NOERROR"
+    wait_answer(resolver, "api.example.org.", "A", {("api.example.org.", "A", "203.0.113.20")})
+    wait_answer(resolver, "shop.example.org.", "A", {("shop.example.org.", "A", "203.0.113.20")})
+    wait_answer(resolver, "game.example.org.", "A", {("game.example.org.", "A", "198.51.100.11"),
+                                                     ("game.example.org.", "A", "198.51.100.12")})
+    wait_answer(resolver, "_game._tcp.game.example.org.", "SRV",
+                {("_game._tcp.game.example.org.", "SRV", "10 100 30777 game.example.org.")})
+    wait_answer(resolver, "docs.example.org.", "A", {("docs.example.org.", "CNAME", "docs.example.net.")})
+
+    # A change in the cluster reaches DNS: the next sync rewrites the record, the resolver follows.
+    web = (ROOT / EXAMPLES / "web-loadbalancer.yaml").read_text().replace("203.0.113.10", "203.0.113.77")
+    done = run_dnssync("--once", "--owner-id", OWNER, "--policy", "sync", "--from-manifests", "-",
+                       endpoint=etcd_server.endpoint, stdin=web)
+    assert done.returncode == 0, done.stderr
+    wait_answer(resolver, "web.example.org.", "A", {("web.example.org.", "A", "203.0.113.77")})
+    wait_answer(resolver, "api.example.org.", "A", set())  # deleted: only web is wanted now
