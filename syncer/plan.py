@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from skydns.names import InvalidNameError, normalize_name
 from skydns.record import Record
 from syncer.domains import DomainFilter
 from syncer.etcdstate import CurrentRecord
@@ -181,9 +182,13 @@ def calculate(desired: list[Endpoint], current: list[CurrentRecord], owner_id: s
             plan.skipped.append(Skipped(ep.resource, f"{ep.name} {ep.type} {','.join(ep.targets)}",
                                         f"record type {ep.type} is not managed (only {', '.join(MANAGED_TYPES)})"))
             continue
+        try:
+            name = normalize_name(ep.name).rstrip(".")
+        except InvalidNameError as exc:
+            plan.skipped.append(Skipped(ep.resource, f"{ep.name} {ep.type} {','.join(ep.targets)}", exc.reason))
+            continue
         targets = _canonical(ep, plan.skipped)
         if targets:
-            name = ep.name.rstrip(".").lower()
             wanted[name][ep.type].append(Endpoint(name, ep.type, targets, ep.ttl, ep.resource, ep.group))
 
     owned: dict[str, dict[str, list[CurrentRecord]]] = defaultdict(lambda: defaultdict(list))

@@ -180,3 +180,11 @@ def test_bad_policy_and_empty_owner_are_refused() -> None:
         calculate([], [], OWNER, "everything")
     with pytest.raises(ValueError, match="owner"):
         calculate([], [], "", "sync")
+
+
+def test_a_name_that_cannot_be_a_key_is_skipped() -> None:
+    long_label = "x" * 64
+    plan = calculate([ep(f"{long_label}.example.org", "A", "10.0.0.1"), ep("ok.example.org", "A", "10.0.0.1")],
+                     [], OWNER, "sync")
+    assert summary(plan) == [("create", "ok.example.org", "A", ("10.0.0.1",))]
+    assert "over 63" in plan.skipped[0].reason
