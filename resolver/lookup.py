@@ -247,7 +247,12 @@ class Lookup:
                 if all(label in ("*", "any") or parts[i] == label for i, label in enumerate(rev)):
                     kept.append(e)
             entries = kept
-        if self.own_records_only if own is None else own:
+        own_only = self.own_records_only if own is None else own
+        if own_only and not exact:
+            itself = store.get(path)
+            if itself is not None and (not entries or entries[0] is not itself):
+                entries = [itself, *entries]  # its own value counts even when it has subkeys
+        if own_only:
             name_depth = store.prefix.count("/") + len(rev)
             entries = [e for e in entries
                        if e.depth == name_depth

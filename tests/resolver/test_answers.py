@@ -1,0 +1,404 @@
+"""The message layer: header bits, EDNS and truncation, error rcodes, case, and the watch-driven answer cache."""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import pytest
+from prometheus_client import REGISTRY
+
+from resolver import answers as answers_module
+from resolver.answers import Answerer
+from resolver.changes import KeyChange
+from resolver.store import Store
+from tests.resolver.cases import FIXTURE, ZONES
+from tests.resolver.harness import ask, load
+
+
+@pytest.fixture
+def answerer() -> Answerer:
+    return Answerer(load(FIXTURE), ZONES)
+
+
+def raw(answerer: Answerer, query: dns.message.Message | bytes, *, tcp: bool = False) -> dns.message.Message:
+    wire = query if isinstance(query, bytes) else query.to_wire()
+    out = answerer.respond(wire, tcp=tcp)
+    assert out is not None
+    return dns.message.from_wire(out)
+
+
+def addresses(response: dns.message.Message) -> set[str]:
+    return {rd.to_text() for rrset in response.answer for rd in rrset if rrset.rdtype in (1, 28)}
+
+
+def put(store: Store, key: str, value: str, *, lease: float | None = None) -> int:
+    rev = store.revision + 1
+    store.apply(rev, [KeyChange(key, value.encode(), rev, lease)])
+    return rev
+
+
+def delete(store: Store, key: str) -> int:
+    rev = store.revision + 1
+    store.apply(rev, [KeyChange(key, None, rev)])
+    return rev
+
+
+# -- header bits --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rd", [True, False])
+def test_id_echoed_rd_and_cd_copied_aa_set_ra_clear(answerer: Answerer, rd: bool) -> None:
+    for _ in range(2):  # miss, then hit
+        query = dns.message.make_query("a.skydns.test.", "A")
+        query.flags = (dns.flags.RD if rd else 0) | dns.flags.CD
+        response = raw(answerer, query)
+        assert response.id == query.id
+        assert bool(response.flags & dns.flags.RD) == rd
+        assert response.flags & dns.flags.CD
+        assert response.flags & dns.flags.AA and response.flags & dns.flags.QR
+        assert not response.flags & dns.flags.RA
+        assert not response.flags & dns.flags.AD
+
+
+def test_query_case_kept_in_question_and_owner_on_a_cache_hit(answerer: Answerer) -> None:
+    ask(answerer, "a.skydns.test.", "A")  # fills the cache with the lower-case form
+    for spelling in ("A.SKYDNS.TEST.", "a.SkyDns.tEsT."):
+        response = ask(answerer, spelling, "A")
+        assert response.question[0].name.labels == dns.name.from_text(spelling).labels
+        assert response.answer[0].name.labels == dns.name.from_text(spelling).labels
+        assert addresses(response) == {"10.0.0.1"}
+    assert answerer.stats.hits >= 2
+
+
+def test_refused_outside_the_zones_without_aa(answerer: Answerer) -> None:
+    for _ in range(2):
+        response = ask(answerer, "www.example.org.", "A")
+        assert response.rcode() == dns.rcode.REFUSED
+        assert not response.flags & dns.flags.AA
+        assert not response.answer and not response.authority
+
+
+def test_longest_zone_wins() -> None:
+    store = load([("/skydns/test/skydns/sub/www", '{"host":"10.0.0.1"}')])
+    answerer = Answerer(store, ["skydns.test.", "sub.skydns.test."])
+    response = ask(answerer, "nothing.sub.skydns.test.", "A")
+    assert response.rcode() == dns.rcode.NXDOMAIN
+    assert response.authority[0].name == dns.name.from_text("sub.skydns.test.")
+
+
+# -- EDNS and sizes -----------------------------------------------------------------------------------------
+
+def test_edns_is_echoed_with_our_payload_and_the_do_bit(answerer: Answerer) -> None:
+    plain = ask(answerer, "a.skydns.test.", "A")
+    assert plain.edns == -1
+    with_edns = ask(answerer, "a.skydns.test.", "A", edns=0, payload=4096)
+    assert with_edns.edns == 0 and with_edns.payload == answers_module.ADVERTISED_PAYLOAD
+    assert not with_edns.ednsflags & dns.flags.DO
+    with_do = ask(answerer, "a.skydns.test.", "A", edns=0, want_dnssec=True)
+    assert with_do.ednsflags & dns.flags.DO
+
+
+def test_edns_options_in_the_query_are_ignored(answerer: Answerer) -> None:
+    query = dns.message.make_query("a.skydns.test.", "A", use_edns=0,
+                                   options=[dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"12345678")])
+    response = raw(answerer, query)
+    assert response.rcode() == dns.rcode.NOERROR and addresses(response) == {"10.0.0.1"}
+    assert response.edns == 0 and not response.options
+
+
+def test_big_answer_truncated_over_udp_and_whole_over_tcp_or_big_edns(answerer: Answerer) -> None:
+    for _ in range(2):
+        small = ask(answerer, "big.skydns.test.", "A")
+        assert small.flags & dns.flags.TC and not small.answer
+        assert small.question[0].name == dns.name.from_text("big.skydns.test.")
+        edns_small = ask(answerer, "big.skydns.test.", "A", edns=0, payload=512)
+        assert edns_small.flags & dns.flags.TC and edns_small.edns == 0
+        edns_big = ask(answerer, "big.skydns.test.", "A", edns=0, payload=1232)
+        assert not edns_big.flags & dns.flags.TC and len(addresses(edns_big)) == 40
+        tcp = ask(answerer, "big.skydns.test.", "A", tcp=True)
+        assert not tcp.flags & dns.flags.TC and len(addresses(tcp)) == 40
+
+
+def test_payload_below_512_counts_as_512(answerer: Answerer) -> None:
+    response = ask(answerer, "srvname.skydns.test.", "SRV", edns=0, payload=100)
+    assert not response.flags & dns.flags.TC and len(response.answer[0]) == 3
+
+
+def test_glue_is_dropped_before_the_answer_is_truncated() -> None:
+    fixture = [(f"/skydns/test/skydns/srvbig/host{i:02d}", f'{{"host":"10.0.0.{i}","port":80}}') for i in range(9)]
+    answerer = Answerer(load(fixture), ["skydns.test."])
+    whole = ask(answerer, "srvbig.skydns.test.", "SRV", tcp=True)
+    assert len(whole.to_wire()) > 512 and len(whole.additional) == 9
+    udp = ask(answerer, "srvbig.skydns.test.", "SRV")
+    assert not udp.flags & dns.flags.TC
+    assert len(udp.answer[0]) == 9 and not udp.additional
+
+
+# -- errors -------------------------------------------------------------------------------------------------
+
+def header(qid: int = 0x1234, flags: int = 0x0100, qd: int = 1, an: int = 0, ns: int = 0, ar: int = 0) -> bytes:
+    return struct.pack("!HHHHHH", qid, flags, qd, an, ns, ar)
+
+
+QUESTION = dns.name.from_text("a.skydns.test.").to_wire() + struct.pack("!HH", 1, 1)
+
+
+def test_responses_and_runts_get_no_answer(answerer: Answerer) -> None:
+    assert answerer.respond(b"", tcp=False) is None
+    assert answerer.respond(b"\x12\x34\x01", tcp=False) is None
+    assert answerer.respond(header(flags=0x8100) + QUESTION, tcp=False) is None
+
+
+@pytest.mark.parametrize("packet", [
+    header(qd=0),
+    header(qd=2) + QUESTION + QUESTION,
+    header() + QUESTION[:5],
+    header() + QUESTION + b"trailing",
+    header(ar=1) + QUESTION + b"\x00\x00\x29",  # a cut OPT
+    header(ar=2) + QUESTION + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00" * 2,  # two OPTs
+], ids=["no-question", "two-questions", "cut-question", "trailing-garbage", "cut-opt", "two-opts"])
+def test_malformed_queries_get_formerr_with_the_id(answerer: Answerer, packet: bytes) -> None:
+    response = raw(answerer, packet)
+    assert response.id == 0x1234
+    assert response.rcode() == dns.rcode.FORMERR
+    assert response.flags & dns.flags.RD  # copied
+
+
+@pytest.mark.parametrize("opcode", [dns.opcode.NOTIFY, dns.opcode.UPDATE, dns.opcode.STATUS, dns.opcode.IQUERY])
+def test_other_opcodes_get_notimp(answerer: Answerer, opcode: int) -> None:
+    response = raw(answerer, header(flags=0x0100 | (opcode << 11)) + QUESTION)
+    assert response.rcode() == dns.rcode.NOTIMP and response.id == 0x1234
+    assert response.opcode() == opcode
+
+
+def test_bad_edns_version_gets_badvers(answerer: Answerer) -> None:
+    query = dns.message.make_query("a.skydns.test.", "A", use_edns=1)
+    response = raw(answerer, query)
+    assert response.rcode() == dns.rcode.BADVERS
+    assert response.edns == 0 and not response.answer
+
+
+@pytest.mark.parametrize(("rdclass", "rdtype", "rcode"), [
+    ("CH", "A", dns.rcode.REFUSED),
+    ("HS", "TXT", dns.rcode.REFUSED),
+    ("IN", "AXFR", dns.rcode.REFUSED),
+    ("IN", "IXFR", dns.rcode.REFUSED),
+    ("IN", "OPT", dns.rcode.FORMERR),
+    ("ANY", "A", dns.rcode.NOERROR),
+])
+def test_classes_and_meta_types(answerer: Answerer, rdclass: str, rdtype: str, rcode: int) -> None:
+    query = dns.message.make_query("a.skydns.test.", rdtype, rdclass=rdclass)
+    response = raw(answerer, query)
+    assert response.rcode() == rcode
+    if rcode == dns.rcode.NOERROR:
+        assert addresses(response) == {"10.0.0.1"}
+
+
+def test_compressed_question_name_is_understood(answerer: Answerer) -> None:
+    # Question "a.skydns.test." written as label "a" plus a pointer to "skydns.test." placed in the header
+    # cannot be done (the header has no room), so point into an earlier copy in the question itself instead.
+    packet = header() + b"\x01a\xc0\x0e" + struct.pack("!HH", 1, 1)
+    response = raw(answerer, packet)
+    assert response.rcode() == dns.rcode.FORMERR  # a pointer to itself: a loop, refused by the parser
+    response = raw(answerer, header() + b"\x06skydns\x04test\x00" + struct.pack("!HH", 6, 1))
+    assert response.rcode() == dns.rcode.NOERROR and response.answer[0].rdtype == dns.rdatatype.SOA
+
+
+# -- the cache, driven by store changes ---------------------------------------------------------------------
+
+def test_a_change_is_answered_right_after_apply(answerer: Answerer) -> None:
+    store = answerer.store
+    assert addresses(ask(answerer, "a.skydns.test.")) == {"10.0.0.1"}
+    put(store, "/skydns/test/skydns/a", '{"host":"10.9.9.9"}')
+    assert addresses(ask(answerer, "a.skydns.test.")) == {"10.9.9.9"}
+    delete(store, "/skydns/test/skydns/a")
+    assert ask(answerer, "a.skydns.test.").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_negative_answers_turn_positive(answerer: Answerer) -> None:
+    assert ask(answerer, "new.skydns.test.").rcode() == dns.rcode.NXDOMAIN
+    assert ask(answerer, "deeper.new.skydns.test.").rcode() == dns.rcode.NXDOMAIN
+    assert not ask(answerer, "a.skydns.test.", "AAAA").answer
+    put(answerer.store, "/skydns/test/skydns/new/deeper/x1", '{"host":"10.7.7.7","targetstrip":1}')
+    put(answerer.store, "/skydns/test/skydns/a6", '{"host":"2001:db8::a"}')
+    assert addresses(ask(answerer, "new.skydns.test.")) == {"10.7.7.7"}
+    assert addresses(ask(answerer, "deeper.new.skydns.test.")) == {"10.7.7.7"}
+    put(answerer.store, "/skydns/test/skydns/a/v6", '{"host":"2001:db8::1"}')
+    assert addresses(ask(answerer, "a.skydns.test.", "AAAA")) == {"2001:db8::1"}
+
+
+def test_cname_target_change_reaches_the_cname_answer(answerer: Answerer) -> None:
+    assert addresses(ask(answerer, "c1.skydns.test.")) == {"10.0.0.1"}
+    put(answerer.store, "/skydns/test/skydns/a", '{"host":"10.0.0.42"}')
+    assert addresses(ask(answerer, "c1.skydns.test.")) == {"10.0.0.42"}
+    put(answerer.store, "/skydns/test/skydns/c2", '{"host":"dual.skydns.test"}')  # a hop retargeted
+    assert addresses(ask(answerer, "c1.skydns.test.")) == {"10.0.0.2"}
+    assert not ask(answerer, "dangling.skydns.test.").answer
+    put(answerer.store, "/skydns/test/skydns/missing", '{"host":"10.5.5.5"}')  # the dangling target appears
+    assert addresses(ask(answerer, "dangling.skydns.test.")) == {"10.5.5.5"}
+
+
+def test_glue_change_reaches_the_srv_answer(answerer: Answerer) -> None:
+    def glue() -> set[str]:
+        response = ask(answerer, "srvname.skydns.test.", "SRV")
+        return {f"{rrset.name} {rd}" for rrset in response.additional for rd in rrset}
+
+    assert "a.skydns.test. 10.0.0.1" in glue()
+    put(answerer.store, "/skydns/test/skydns/a", '{"host":"10.0.0.77"}')
+    assert "a.skydns.test. 10.0.0.77" in glue()
+
+
+def test_wildcard_and_apex_fallback_answers_follow_changes(answerer: Answerer) -> None:
+    assert addresses(ask(answerer, "*.wild.skydns.test.")) == {"10.0.4.1", "10.0.4.2"}
+    assert addresses(ask(answerer, "other.test.")) == {"10.1.0.1"}
+    put(answerer.store, "/skydns/test/skydns/wild/c", '{"host":"10.0.4.3"}')
+    put(answerer.store, "/skydns/test/other/deep/er", '{"host":"10.1.0.2"}')
+    assert addresses(ask(answerer, "*.wild.skydns.test.")) == {"10.0.4.1", "10.0.4.2", "10.0.4.3"}
+    assert addresses(ask(answerer, "other.test.")) == {"10.1.0.1", "10.1.0.2"}
+
+
+def test_unrelated_changes_keep_cached_answers(answerer: Answerer) -> None:
+    ask(answerer, "a.skydns.test.")
+    ask(answerer, "www.other.test.")
+    put(answerer.store, "/skydns/test/skydns/web/ffff0000", '{"host":"10.0.1.3","targetstrip":1}')
+    hits = answerer.stats.hits
+    ask(answerer, "a.skydns.test.")
+    ask(answerer, "www.other.test.")
+    assert answerer.stats.hits == hits + 2
+
+
+def test_replace_drops_every_cached_answer(answerer: Answerer) -> None:
+    assert addresses(ask(answerer, "a.skydns.test.")) == {"10.0.0.1"}
+    assert answerer.cached_answers() > 0
+    rev = answerer.store.revision + 1
+    answerer.store.replace(rev, [KeyChange("/skydns/test/skydns/a", b'{"host":"10.3.3.3"}', rev)])
+    assert answerer.cached_answers() == 0
+    assert addresses(ask(answerer, "a.skydns.test.")) == {"10.3.3.3"}
+    assert ask(answerer, "web.skydns.test.").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_the_cache_is_bounded() -> None:
+    answerer = Answerer(load(FIXTURE), ZONES, cache_size=64)
+    for i in range(1000):
+        ask(answerer, f"random{i}.skydns.test.")
+        assert answerer.cached_answers() <= 64
+    assert addresses(ask(answerer, "a.skydns.test.")) == {"10.0.0.1"}
+
+
+# -- SOA serial, leases ---------------------------------------------------------------------------------------
+
+def soa_serial(response: dns.message.Message) -> int:
+    for rrset in (*response.answer, *response.authority):
+        if rrset.rdtype == dns.rdatatype.SOA:
+            return int(rrset[0].serial)
+    raise AssertionError(f"no SOA in\n{response}")
+
+
+def test_soa_serial_is_the_revision_of_the_zone_latest_change(answerer: Answerer) -> None:
+    store = answerer.store
+    start = soa_serial(ask(answerer, "skydns.test.", "SOA"))
+    assert start == store.last_change("/skydns/test/skydns")
+    rev = put(store, "/skydns/test/skydns/fresh", '{"host":"10.0.0.5"}')
+    assert soa_serial(ask(answerer, "skydns.test.", "SOA")) == rev
+    assert soa_serial(ask(answerer, "nosuch.skydns.test.")) == rev  # the NXDOMAIN's SOA too
+    put(store, "/skydns/test/other/x", '{"host":"10.0.0.6"}')  # another zone: no change here
+    assert soa_serial(ask(answerer, "skydns.test.", "SOA")) == rev
+    gone = delete(store, "/skydns/test/skydns/fresh")
+    assert soa_serial(ask(answerer, "skydns.test.", "SOA")) == gone
+    assert soa_serial(ask(answerer, "a.skydns.test.", "AAAA")) == gone
+
+
+def ttl_of(response: dns.message.Message) -> int:
+    return int(response.answer[0].ttl)
+
+
+def test_leased_records_ttl_is_the_remaining_lease_clamped(answerer: Answerer,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    store = answerer.store
+    now = time.monotonic()
+    put(store, "/skydns/test/skydns/leased", '{"host":"10.2.0.1"}', lease=now + 120.5)
+    put(store, "/skydns/test/skydns/short", '{"host":"10.2.0.2"}', lease=now + 5)
+    put(store, "/skydns/test/skydns/withttl", '{"host":"10.2.0.3","ttl":60}', lease=now + 120.5)
+    put(store, "/skydns/test/skydns/long", '{"host":"10.2.0.4"}', lease=now + 10**6)
+    assert 119 <= ttl_of(ask(answerer, "leased.skydns.test.")) <= 120
+    assert ttl_of(ask(answerer, "short.skydns.test.")) == 30  # min-lease-ttl
+    assert ttl_of(ask(answerer, "withttl.skydns.test.")) == 60  # the smaller wins
+    assert ttl_of(ask(answerer, "long.skydns.test.")) == 86400  # max-lease-ttl
+    # The TTL counts down: a cached leased answer is rebuilt once it is a second old.
+    first = ttl_of(ask(answerer, "leased.skydns.test."))
+    monkeypatch.setattr(answers_module.time, "monotonic", lambda: now + 50)
+    assert ttl_of(ask(answerer, "leased.skydns.test.")) == 70
+    assert ttl_of(ask(answerer, "leased.skydns.test.")) == 70
+    assert first > 70
+
+
+def test_lease_ttl_bounds_are_configurable() -> None:
+    store = load([])
+    answerer = Answerer(store, ["skydns.test."], min_lease_ttl=5, max_lease_ttl=100)
+    now = time.monotonic()
+    put(store, "/skydns/test/skydns/s", '{"host":"10.2.0.2"}', lease=now + 2)
+    put(store, "/skydns/test/skydns/l", '{"host":"10.2.0.3"}', lease=now + 5000)
+    assert ttl_of(ask(answerer, "s.skydns.test.")) == 5
+    assert ttl_of(ask(answerer, "l.skydns.test.")) == 100
+
+
+# -- own_records_only (CoreDNS #3803) -------------------------------------------------------------------------
+
+def test_own_records_only_keeps_a_name_to_its_own_records() -> None:
+    fixture = [
+        ("/skydns/test/skydns/app", '{"host":"10.0.0.1"}'),
+        ("/skydns/test/skydns/app/1a2b3c4d", '{"host":"10.0.0.2","targetstrip":1}'),  # ExternalDNS leaf: own
+        ("/skydns/test/skydns/app/plain", '{"host":"10.0.0.3"}'),  # the name plain.app: not app's
+        ("/skydns/test/skydns/app/api/5e6f7a8b", '{"host":"10.0.0.4","targetstrip":1}'),  # api.app's own
+        ("/skydns/test/skydns/1a2b3c4d", '{"host":"10.0.0.9","targetstrip":1}'),  # the apex's own
+        ("/skydns/test/skydns/dns/ns/ns1", '{"host":"10.0.0.53"}'),
+    ]
+    store = load(fixture)
+    subtree = Answerer(store, ["skydns.test."])
+    own = Answerer(store, ["skydns.test."], own_records_only=True)
+    assert addresses(ask(subtree, "app.skydns.test.")) == {"10.0.0.2", "10.0.0.3", "10.0.0.4"}
+    assert addresses(ask(own, "app.skydns.test.")) == {"10.0.0.1", "10.0.0.2"}
+    assert addresses(ask(own, "api.app.skydns.test.")) == {"10.0.0.4"}
+    assert addresses(ask(own, "plain.app.skydns.test.")) == {"10.0.0.3"}
+    assert addresses(ask(own, "skydns.test.")) == {"10.0.0.9"}  # no whole-zone fallback
+    empty = ask(own, "nothing.app.skydns.test.")
+    assert empty.rcode() == dns.rcode.NXDOMAIN
+    parent = Answerer(load([("/skydns/test/skydns/a/b/c", '{"host":"10.0.0.1"}')]), ["skydns.test."],
+                      own_records_only=True)
+    response = ask(parent, "a.skydns.test.")  # an empty non-terminal: NODATA, not NXDOMAIN
+    assert response.rcode() == dns.rcode.NOERROR and not response.answer
+    ns = ask(own, "skydns.test.", "NS")  # the special dns/ns read keeps the subtree rule
+    assert [rd.to_text() for rd in ns.answer[0]] == ["ns1.ns.dns.skydns.test."]
+
+
+# -- prefixes, metrics --------------------------------------------------------------------------------------
+
+def test_multi_element_prefix_builds_target_names_without_the_prefix() -> None:
+    store = load([("/skydns/ka2/test/skydns/svc/x1", '{"host":"10.0.0.1","port":80}')], prefix="/skydns/ka2")
+    answerer = Answerer(store, ["skydns.test."])
+    response = ask(answerer, "svc.skydns.test.", "SRV")
+    assert [rd.to_text() for rd in response.answer[0]] == ["10 100 80 x1.svc.skydns.test."]
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+def test_metrics_count_responses_hits_and_misses(answerer: Answerer) -> None:
+    before = (sample("dnssync_resolver_responses_total", {"rcode": "NXDOMAIN"}),
+              sample("dnssync_resolver_answer_cache_hits_total"), sample("dnssync_resolver_answer_cache_misses_total"))
+    ask(answerer, "metrics-nx.skydns.test.")
+    ask(answerer, "metrics-nx.skydns.test.")
+    after = (sample("dnssync_resolver_responses_total", {"rcode": "NXDOMAIN"}),
+             sample("dnssync_resolver_answer_cache_hits_total"), sample("dnssync_resolver_answer_cache_misses_total"))
+    assert after[0] == before[0] + 2
+    assert after[1] >= before[1] + 1 and after[2] >= before[2] + 1
+    assert sample("dnssync_resolver_answer_cache_entries") >= 1

@@ -1,0 +1,176 @@
+"""The in-memory store: whole revisions, reloads, subtree reads in etcd order, bad values, zone serials."""
+
+from __future__ import annotations
+
+import random
+
+from prometheus_client import REGISTRY
+
+from resolver.changes import KeyChange
+from resolver.store import Store
+
+
+def put(key: str, value: str, rev: int, lease: float | None = None) -> KeyChange:
+    return KeyChange(key, value.encode(), rev, lease)
+
+
+def delete(key: str, rev: int) -> KeyChange:
+    return KeyChange(key, None, rev)
+
+
+def hosts(entries: list) -> list[str]:
+    return [e.record.host for e in entries]
+
+
+def test_subtree_reads_return_etcd_key_order_and_respect_the_slash() -> None:
+    keys = ["/skydns/test/a/x", "/skydns/test/a/b/c", "/skydns/test/a/B", "/skydns/test/a1", "/skydns/test/a",
+            "/skydns/test/a/-", "/skydns/test/a/\u00e9"]
+    changes = [put(k, f'{{"host":"h{i}"}}', i + 1) for i, k in enumerate(keys)]
+    random.Random(7).shuffle(changes)
+    store = Store()
+    store.replace(10, changes)
+    under = [e.key for e in store.subtree("/skydns/test/a")]
+    assert under == sorted(k for k in keys if k.startswith("/skydns/test/a/"))
+    assert under == sorted(under, key=lambda k: k.encode())  # bytewise, as etcd
+    assert "/skydns/test/a1" not in under and "/skydns/test/a" not in under
+    assert store.get("/skydns/test/a") is not None
+    assert store.exists("/skydns/test") and not store.exists("/skydns/tes")
+    assert store.subtree("/skydns/nothing") == []
+
+
+def test_apply_puts_and_deletes_and_tells_listeners_once_per_revision() -> None:
+    store = Store()
+    store.replace(5, [put("/skydns/t/a", '{"host":"10.0.0.1"}', 3), put("/skydns/t/b", '{"host":"10.0.0.2"}', 4)])
+    seen: list[tuple[set[str] | None, list[str]]] = []
+    # The listener reads the store: it must see the whole revision applied, never half of it.
+    store.add_listener(lambda keys: seen.append((keys, hosts(store.subtree("/skydns/t")))))
+    store.apply(6, [put("/skydns/t/a", '{"host":"10.0.0.9"}', 6), delete("/skydns/t/b", 6),
+                    put("/skydns/t/c", '{"host":"10.0.0.3"}', 6)])
+    assert store.revision == 6
+    assert seen == [({"/skydns/t/a", "/skydns/t/b", "/skydns/t/c"}, ["10.0.0.9", "10.0.0.3"])]
+    assert store.get("/skydns/t/b") is None
+    store.apply(7, [delete("/skydns/t/missing", 7)])  # deleting what is not there changes nothing
+    assert len(seen) == 1 and store.revision == 7
+
+
+def test_set_listener_is_kept_next_to_added_listeners() -> None:
+    store = Store()
+    calls: list[str] = []
+    store.add_listener(lambda keys: calls.append("added"))
+    store.set_listener(lambda keys: calls.append("set"))
+    store.apply(2, [put("/skydns/t/a", "{}", 2)])
+    assert sorted(calls) == ["added", "set"]
+
+
+def test_a_failing_listener_does_not_break_the_store() -> None:
+    store = Store()
+
+    def boom(keys: set[str] | None) -> None:
+        raise RuntimeError("listener bug")
+
+    store.add_listener(boom)
+    store.apply(2, [put("/skydns/t/a", '{"host":"10.0.0.1"}', 2)])
+    assert store.get("/skydns/t/a") is not None and store.revision == 2
+
+
+def test_replace_swaps_in_a_whole_new_state() -> None:
+    store = Store()
+    store.replace(5, [put("/skydns/t/a", '{"host":"10.0.0.1"}', 3), put("/skydns/t/b", '{"host":"10.0.0.2"}', 4)])
+    notified: list[set[str] | None] = []
+    store.add_listener(notified.append)
+    store.replace(9, [put("/skydns/t/b", '{"host":"10.0.0.2"}', 4), put("/skydns/t/c", '{"host":"10.0.0.3"}', 8)])
+    assert store.keys() == ["/skydns/t/b", "/skydns/t/c"]
+    assert store.revision == 9
+    assert notified == [None]
+
+
+def test_keys_outside_the_prefix_are_ignored() -> None:
+    store = Store("skydns/")
+    store.replace(3, [put("/skydns2/t/a", '{"host":"10.0.0.1"}', 1), put("/other/a", "{}", 2),
+                      put("/skydns/t/a", '{"host":"10.0.0.2"}', 3)])
+    store.apply(4, [put("/skydnsx/a", "{}", 4)])
+    assert store.keys() == ["/skydns/t/a"]
+
+
+def test_stale_revisions_are_ignored() -> None:
+    store = Store()
+    store.apply(10, [put("/skydns/t/a", '{"host":"10.0.0.1"}', 10)])
+    store.apply(9, [put("/skydns/t/a", '{"host":"10.0.0.9"}', 9)])
+    entry = store.get("/skydns/t/a")
+    assert entry is not None and entry.record is not None and entry.record.host == "10.0.0.1"
+
+
+def bad_metric() -> float:
+    return REGISTRY.get_sample_value("dnssync_resolver_bad_values_total") or 0.0
+
+
+def test_bad_values_are_kept_as_existing_keys_without_data_and_counted_once_per_version() -> None:
+    before = bad_metric()
+    store = Store()
+    good = put("/skydns/t/x/good", '{"host":"10.0.0.1"}', 2)
+    bad = put("/skydns/t/x/bad", '{"host":"10.0.0.2","ttl":"60"}', 3)
+    store.replace(3, [good, bad])
+    assert store.bad_values == 1 and store.bad_keys == 1
+    assert bad_metric() == before + 1
+    entries = store.subtree("/skydns/t/x")
+    assert [(e.key, e.record is None) for e in entries] == [("/skydns/t/x/bad", True), ("/skydns/t/x/good", False)]
+    # A reload holding the same key version does not decode (nor count, nor log) it again.
+    store.replace(4, [good, bad])
+    assert store.bad_values == 1 and bad_metric() == before + 1
+    # A new version of the key is decoded again; a fixed value stops being bad.
+    store.apply(5, [put("/skydns/t/x/bad", "not json", 5)])
+    assert store.bad_values == 2 and bad_metric() == before + 2
+    store.apply(6, [put("/skydns/t/x/bad", '{"host":"10.0.0.2","ttl":60}', 6)])
+    assert store.bad_keys == 0 and store.bad_values == 2
+
+
+def test_entries_are_classified_once() -> None:
+    store = Store()
+    store.replace(9, [put("/skydns/t/v4", '{"host":"10.0.0.1"}', 1), put("/skydns/t/v6", '{"host":"2001:db8::1"}', 2),
+                      put("/skydns/t/mapped", '{"host":"::ffff:10.0.0.2"}', 3),
+                      put("/skydns/t/zeros", '{"host":"010.0.0.1"}', 4),  # not an IP for Go: a name
+                      put("/skydns/t/name", '{"host":"www.example.org."}', 5),
+                      put("/skydns/t/txt", '{"host":"x.example.org","text":"t"}', 6)])
+    entries = [e for e in (store.get(k) for k in list(store.keys())) if e is not None]
+    got = {e.key.rsplit("/", 1)[1]: (e.kind.value, e.ip) for e in entries}
+    assert got == {"v4": ("A", bytes([10, 0, 0, 1])), "v6": ("AAAA", bytes.fromhex("20010db8" + "0" * 23 + "1")),
+                   "mapped": ("A", bytes([10, 0, 0, 2])), "zeros": ("CNAME", b""), "name": ("CNAME", b""),
+                   "txt": ("TXT", b"")}
+    name = store.get("/skydns/t/name")
+    assert name is not None and name.target == (b"www", b"example", b"org")
+
+
+def test_last_change_tracks_puts_and_deletes_under_a_path() -> None:
+    store = Store()
+    store.replace(20, [put("/skydns/test/zone/a", "{}", 7), put("/skydns/test/zone/b/c", "{}", 11),
+                       put("/skydns/test/elsewhere", "{}", 15)])
+    store.track("/skydns/test/zone")
+    store.track("/skydns/test/empty")
+    assert store.last_change("/skydns/test/zone") == 11  # the newest key under it
+    assert store.last_change("/skydns/test/empty") == 20  # nothing there: the load revision
+    store.apply(21, [put("/skydns/test/elsewhere", "{}", 21)])
+    assert store.last_change("/skydns/test/zone") == 11
+    store.apply(22, [delete("/skydns/test/zone/a", 22)])
+    assert store.last_change("/skydns/test/zone") == 22  # deletes count
+    # A reload with the same content keeps the serial; one with different content moves it to the reload.
+    same = [put("/skydns/test/zone/b/c", "{}", 11), put("/skydns/test/elsewhere", "{}", 21)]
+    store.replace(30, same)
+    assert store.last_change("/skydns/test/zone") == 22
+    store.replace(40, same[1:])
+    assert store.last_change("/skydns/test/zone") == 40
+    assert store.last_change("/skydns/test/empty") == 20
+
+
+def test_first_load_after_tracking_uses_the_newest_key() -> None:
+    store = Store()
+    store.track("/skydns/test/zone")
+    store.replace(50, [put("/skydns/test/zone/a", "{}", 33), put("/skydns/test/other", "{}", 44)])
+    assert store.last_change("/skydns/test/zone") == 33
+
+
+def test_lease_deadline_change_alone_updates_the_entry() -> None:
+    store = Store()
+    store.apply(2, [put("/skydns/t/a", '{"host":"10.0.0.1"}', 2, lease=100.0)])
+    store.replace(3, [put("/skydns/t/a", '{"host":"10.0.0.1"}', 2, lease=200.0)])
+    entry = store.get("/skydns/t/a")
+    assert entry is not None and entry.lease_deadline == 200.0
