@@ -9,13 +9,17 @@ Measures, each as a real ``python -m syncer --once`` subprocess against a local 
 
 with the wall time and the peak RSS of the syncer process (``os.wait4`` rusage). Prints a table.
 
-Usage: ``.venv/bin/python bench/sync_scale.py [--services 10000]``
+With ``--from kube`` the Services are served by the fake API server of the tests (``tests/fakekube``, real HTTP,
+paged lists) and read with ``--kubeconfig`` through the real ``kubernetes`` client, instead of a manifest file.
+
+Usage: ``.venv/bin/python bench/sync_scale.py [--services 10000] [--from manifests|kube]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -57,10 +61,10 @@ async def etcd_state(endpoint: str) -> tuple[int, int]:
         await client.close()
 
 
-def run(endpoint: str, manifest: Path, *extra: str) -> tuple[float, float, int, str]:
+def run(endpoint: str, source: list[str], *extra: str) -> tuple[float, float, int, str]:
     """(seconds, peak RSS MiB, exit code, the summary line of the plan)."""
-    cmd = [sys.executable, "-m", "syncer", "--once", "--owner-id", "bench", "--policy", "sync",
-           "--from-manifests", str(manifest), "--etcd-endpoints", endpoint, "--log-level", "warning", *extra]
+    cmd = [sys.executable, "-m", "syncer", "--once", "--owner-id", "bench", "--policy", "sync", *source,
+           "--etcd-endpoints", endpoint, "--log-level", "warning", *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNSSYNC_")}
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out:
@@ -76,29 +80,49 @@ def run(endpoint: str, manifest: Path, *extra: str) -> tuple[float, float, int, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=10_000)
+    parser.add_argument("--from", dest="origin", choices=("manifests", "kube"), default="manifests")
     args = parser.parse_args()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp, LocalEtcd() as etcd:
-        manifest = Path(tmp) / "services.json"
-        write_manifest(manifest, args.services)
-        changed = Path(tmp) / "changed.json"
-        write_manifest(changed, args.services, changed_every=100)
+    rows: list[tuple[str, ...]] = []
+    with tempfile.TemporaryDirectory() as tmp, LocalEtcd() as etcd, contextlib.ExitStack() as stack:
+        tmp_path = Path(tmp)
+        if args.origin == "kube":
+            sys.path.insert(0, str(ROOT))
+            from tests.fakekube import FakeKubeServer
 
-        def step(title: str, path: Path, *extra: str) -> int:
+            kube = stack.enter_context(FakeKubeServer())
+            for i in range(args.services):
+                kube.apply(service(i))
+            kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+            first = changed = ["--kubeconfig", str(kubeconfig)]
+
+            def change() -> None:
+                for i in range(0, args.services, 100):
+                    kube.apply(service(i, bump=1 << 20))
+        else:
+            write_manifest(tmp_path / "services.json", args.services)
+            write_manifest(tmp_path / "changed.json", args.services, changed_every=100)
+            first = ["--from-manifests", str(tmp_path / "services.json")]
+            changed = ["--from-manifests", str(tmp_path / "changed.json")]
+
+            def change() -> None:
+                pass
+
+        def step(title: str, source: list[str], *extra: str) -> int:
             rev_before, _ = asyncio.run(etcd_state(etcd.endpoint))
-            seconds, rss, code, summary = run(etcd.endpoint, path, *extra)
+            seconds, rss, code, summary = run(etcd.endpoint, source, *extra)
             rev_after, records = asyncio.run(etcd_state(etcd.endpoint))
             rows.append((title, f"{seconds:.2f}", f"{rss:.0f}", str(rev_after - rev_before), str(records), summary))
-            return code if code else 0
+            return 1 if code else 0
 
-        failures = 0
-        failures += step("first sync", manifest)
-        failures += step("no-change re-run", manifest)
-        failures += step("dry run (no change)", manifest, "--dry-run")
+        failures = step("first sync", first)
+        failures += step("no-change re-run", first)
+        failures += step("dry run (no change)", first, "--dry-run")
+        change()
         failures += step("1% of IPs changed", changed)
     headers = ("run", "seconds", "peak RSS MiB", "etcd revisions", "records", "plan summary")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    print(f"dnssync --once with {args.services} LoadBalancer Services (python {sys.version.split()[0]})")
+    print(f"dnssync --once with {args.services} LoadBalancer Services from {args.origin} "
+          f"(python {sys.version.split()[0]})")
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
