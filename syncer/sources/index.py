@@ -14,13 +14,17 @@ from syncer.model import ClusterSnapshot, Obj
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
+_EMPTY: Mapping[str, Any] = {}
+
+
 def meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     m = obj.get("metadata")
-    return m if isinstance(m, Mapping) else {}
+    return m if isinstance(m, dict) else _EMPTY
 
 
 def as_map(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    """``value`` when it is a JSON object (a dict), else an empty mapping."""
+    return value if isinstance(value, dict) else _EMPTY
 
 
 def as_list(value: Any) -> list[Any]:
@@ -29,8 +33,10 @@ def as_list(value: Any) -> list[Any]:
 
 def str_map(value: Any) -> dict[str, str]:
     """Labels or annotations as ``str -> str`` (non-string values are turned into strings, ``None`` dropped)."""
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         return {}
+    if all(type(k) is str and type(v) is str for k, v in value.items()):
+        return value
     return {str(k): v if isinstance(v, str) else str(v) for k, v in value.items() if v is not None}
 
 
@@ -42,17 +48,39 @@ def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> 
 class ClusterIndex:
     def __init__(self, snapshot: ClusterSnapshot) -> None:
         self.nodes: dict[str, Obj] = {}
+        # node name -> (ExternalIPs, InternalIPs); unschedulable nodes are absent (--exclude-unschedulable).
+        self.node_addresses: dict[str, tuple[list[str], list[str]]] = {}
         for node in snapshot.nodes:
             if isinstance(node, dict) and meta(node).get("name"):
-                self.nodes[str(meta(node)["name"])] = node
+                name = str(meta(node)["name"])
+                self.nodes[name] = node
+                if as_map(node.get("spec")).get("unschedulable") is True:
+                    continue
+                external: list[str] = []
+                internal: list[str] = []
+                for address in as_list(as_map(node.get("status")).get("addresses")):
+                    address = as_map(address)
+                    kind, value = address.get("type"), address.get("address")
+                    if value and kind == "ExternalIP":
+                        external.append(str(value))
+                    elif value and kind == "InternalIP":
+                        internal.append(str(value))
+                self.node_addresses[name] = (external, internal)
         self.pods: dict[tuple[str, str], Obj] = {}
         self.pods_by_namespace: dict[str, list[Obj]] = {}
+        self.pod_labels: dict[tuple[str, str], dict[str, str]] = {}
+        self._pods_by_label: dict[tuple[str, str, str], list[Obj]] = {}
         for pod in snapshot.pods:
             if not isinstance(pod, dict) or not meta(pod).get("name"):
                 continue
             ns = str(meta(pod).get("namespace") or "default")
-            self.pods[(ns, str(meta(pod)["name"]))] = pod
+            key = (ns, str(meta(pod)["name"]))
+            self.pods[key] = pod
             self.pods_by_namespace.setdefault(ns, []).append(pod)
+            labels = str_map(meta(pod).get("labels"))
+            self.pod_labels[key] = labels
+            for label, value in labels.items():
+                self._pods_by_label.setdefault((ns, label, value), []).append(pod)
         self.slices: dict[tuple[str, str], list[Obj]] = {}
         for eps in snapshot.endpointslices:
             if not isinstance(eps, dict):
@@ -63,3 +91,19 @@ class ClusterIndex:
                 self.slices.setdefault((ns, svc), []).append(eps)
         for slices in self.slices.values():
             slices.sort(key=lambda s: str(meta(s).get("name") or ""))
+
+    def labels_of(self, pod: Obj) -> dict[str, str]:
+        ns = str(meta(pod).get("namespace") or "default")
+        return self.pod_labels.get((ns, str(meta(pod).get("name"))), {})
+
+    def pods_selected(self, namespace: str, selector: Mapping[str, str]) -> list[Obj]:
+        """Pods of ``namespace`` whose labels match every ``key: value`` of ``selector`` (all pods if it is empty,
+        as ExternalDNS lists them), found through a label index rather than by scanning the namespace."""
+        if not selector:
+            return self.pods_by_namespace.get(namespace, [])
+        candidates: list[Obj] | None = None
+        for label, value in selector.items():
+            pods = self._pods_by_label.get((namespace, label, value), [])
+            if candidates is None or len(pods) < len(candidates):
+                candidates = pods
+        return [p for p in candidates or [] if selector_matches(selector, self.labels_of(p))]

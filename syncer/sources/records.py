@@ -15,6 +15,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import structlog
 
@@ -31,8 +32,16 @@ class InvalidTargetError(ValueError):
     pass
 
 
+# Plain lower-case LDH names (the common case) need no IDNA work: checked in one regular expression.
+_PLAIN_NAME = re.compile(r"^(?:\*\.)?(?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}$")
+
+
+@lru_cache(maxsize=65536)
 def normalize_hostname(raw: str, allow_wildcard: bool = True) -> str:
     """``"Www.Example.ORG."`` -> ``"www.example.org"``; raises :class:`InvalidNameError` with the reason."""
+    plain = raw[:-1] if raw.endswith(".") else raw
+    if len(plain) <= 253 and _PLAIN_NAME.match(plain) and (allow_wildcard or not plain.startswith("*")):
+        return plain
     name = normalize_name(raw)
     if name == ".":
         raise InvalidNameError(raw, "the root name cannot hold records")
@@ -46,6 +55,7 @@ def normalize_hostname(raw: str, allow_wildcard: bool = True) -> str:
     return name
 
 
+@lru_cache(maxsize=65536)
 def classify_target(raw: str) -> tuple[str, str]:
     """``(record type, canonical target)``; raises :class:`InvalidTargetError` for anything else."""
     text = raw.strip()

@@ -146,23 +146,16 @@ class ServiceContext:
         if self._node_targets is not None:
             return self._node_targets
         if self.spec.get("externalTrafficPolicy") == "Local":
-            nodes = self._local_nodes()
+            node_names = self._local_nodes()
         else:
-            nodes = list(self.index.nodes.values())
+            node_names = list(self.index.node_addresses)
         external: list[str] = []
         internal: list[str] = []
-        for node in nodes:
-            if as_map(node.get("spec")).get("unschedulable") is True:
-                continue
-            for address in as_list(as_map(node.get("status")).get("addresses")):
-                address = as_map(address)
-                kind, value = address.get("type"), address.get("address")
-                if not value:
-                    continue
-                if kind == "ExternalIP":
-                    external.append(str(value))
-                elif kind == "InternalIP":
-                    internal.append(str(value))
+        for node_name in node_names:
+            addresses = self.index.node_addresses.get(node_name)
+            if addresses is not None:  # None: unschedulable
+                external.extend(addresses[0])
+                internal.extend(addresses[1])
         access, warning = self.ann.access()
         if warning:
             self.warn_once(str(self.ann.get("access")), warning)
@@ -175,27 +168,24 @@ class ServiceContext:
         self._node_targets = chosen
         return chosen
 
-    def _local_nodes(self) -> list[dict[str, Any]]:
+    def _local_nodes(self) -> list[str]:
+        """Names of the nodes running a pod of the service, in ExternalDNS's order of preference."""
         selector = str_map(self.spec.get("selector"))
-        ready_live: dict[str, dict[str, Any]] = {}
-        ready: dict[str, dict[str, Any]] = {}
-        running: dict[str, dict[str, Any]] = {}
-        for pod in self.index.pods_by_namespace.get(self.namespace, ()):
+        ready_live: set[str] = set()
+        ready: set[str] = set()
+        running: set[str] = set()
+        for pod in self.index.pods_selected(self.namespace, selector):
             if as_map(pod.get("status")).get("phase") != "Running":
                 continue
-            if not selector_matches(selector, str_map(meta(pod).get("labels"))):
-                continue
             node_name = str(as_map(pod.get("spec")).get("nodeName") or "")
-            node = self.index.nodes.get(node_name)
-            if node is None:
+            if node_name not in self.index.nodes:
                 continue
-            running[node_name] = node
+            running.add(node_name)
             if _pod_ready(pod):
-                ready[node_name] = node
+                ready.add(node_name)
                 if not meta(pod).get("deletionTimestamp"):
-                    ready_live[node_name] = node
-        chosen = ready_live or ready or running
-        return [chosen[name] for name in sorted(chosen)]
+                    ready_live.add(node_name)
+        return sorted(ready_live or ready or running)
 
     def _add_srv(self, hostname: str) -> None:
         for port in as_list(self.spec.get("ports")):
@@ -246,7 +236,7 @@ class ServiceContext:
                 if ref.get("kind") != "Pod" or ref.get("apiVersion") not in (None, "", "v1"):
                     continue
                 pod = self.index.pods.get((self.namespace, str(ref.get("name"))))
-                if pod is None or not selector_matches(selector, str_map(meta(pod).get("labels"))):
+                if pod is None or not selector_matches(selector, self.index.labels_of(pod)):
                     continue
                 targets = self._pod_targets(pod, ep, endpoints_type)
                 if not targets:
