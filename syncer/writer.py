@@ -123,6 +123,9 @@ class Writer:
                 result.names += len(names)
                 result.puts += sum(1 for op in ops if op.kind == "put")
                 result.deletes += sum(1 for op in ops if op.kind == "delete")
+                for op in ops:
+                    if op.kind != "check":
+                        log.debug(op.kind, key=op.key.decode())
                 return
             await asyncio.gather(*(one(name) for name in names))  # someone changed one of them: name by name
 
