@@ -100,7 +100,7 @@ class ServiceContext:
                 targets, why_none = self._cluster_ip_targets()
             else:
                 why_none = (
-                    "a ClusterIP service is published only with the internal-hostname annotation "
+                    "no targets: a ClusterIP service is published only with the internal-hostname annotation "
                     "or --publish-internal-services"
                 )
         elif self.type == "NodePort":
@@ -111,20 +111,20 @@ class ServiceContext:
             targets = [str(ip) for ip in as_list(self.spec.get("externalIPs")) if ip]
             if not targets and self.spec.get("externalName"):
                 targets = [str(self.spec["externalName"]).strip().rstrip(".")]
-            why_none = "an ExternalName service without spec.externalName"
+            why_none = "no targets: an ExternalName service without spec.externalName"
         else:
-            why_none = f"unsupported service type {self.type!r}"
+            why_none = f"no targets: unsupported service type {self.type!r}"
         if targets:
             records.add(hostname, targets)
         else:
-            records.skip(hostname, f"no targets: {why_none}")
+            records.skip(hostname, why_none)
 
     # ---- target extraction ---------------------------------------------------------------------------------
     def _cluster_ip_targets(self) -> tuple[list[str], str]:
         if self.cluster_ip == "None":
-            return [], "a headless service has no cluster IP"
+            return [], "no targets: a headless service has no cluster IP"
         if not self.cluster_ip:
-            return [], "spec.clusterIP is not set yet"
+            return [], "no targets: spec.clusterIP is not set yet"
         return [self.cluster_ip], ""
 
     def _lb_status_targets(self) -> list[str]:
@@ -139,8 +139,8 @@ class ServiceContext:
 
     def _nodeport_why_none(self) -> str:
         if self.spec.get("externalTrafficPolicy") == "Local":
-            return "no schedulable node runs a pod of this service (externalTrafficPolicy: Local)"
-        return "no schedulable node has an address of the chosen kind"
+            return "no targets: no schedulable node runs a pod of this service (externalTrafficPolicy: Local)"
+        return "no targets: no schedulable node has an address of the chosen kind"
 
     def _nodeport_targets(self) -> list[str]:
         if self._node_targets is not None:

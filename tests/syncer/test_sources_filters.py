@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.syncer.source_objects import A, ep, hostname, ingress, node, run, service
 
@@ -119,3 +121,39 @@ def test_ten_thousand_services_collect_quickly_enough_to_matter() -> None:
     result = run(services=services, nodes=nodes)
     assert len(result.endpoints) == 5_000 * 2 + 5_000
     assert result.skipped == []
+
+
+# ---- no object, however malformed, stops collection ------------------------------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=10,
+)
+_keys = st.sampled_from(["hostname", "internal-hostname", "target", "ttl", "access", "endpoints-type",
+                         "ingress-hostname-source", "controller", "coredns-group"])
+_annotations = st.dictionaries(_keys.map(lambda k: A + k), st.text(max_size=20) | st.sampled_from(
+    ["a.example.org", "1.2.3.4", "1m", "*.example.org", "public", "HostIP", "::1"]), max_size=5)
+_service = st.fixed_dictionaries({
+    "metadata": st.fixed_dictionaries({"name": st.sampled_from(["a", "b"]), "annotations": _annotations}),
+    "spec": st.fixed_dictionaries({
+        "type": st.sampled_from(["LoadBalancer", "ClusterIP", "NodePort", "ExternalName", "x"]),
+        "clusterIP": st.sampled_from(["None", "10.0.0.1", "", "bad"]),
+        "ports": _json, "selector": _json, "externalIPs": _json, "externalName": _json,
+        "externalTrafficPolicy": st.sampled_from(["Local", "Cluster"]),
+    }),
+    "status": _json,
+})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(services=st.lists(_service | _json, max_size=3), ingresses=st.lists(_json, max_size=2),
+       nodes=st.lists(_json, max_size=2), pods=st.lists(_json, max_size=2), slices=st.lists(_json, max_size=2))
+def test_garbage_never_raises(services: list[Any], ingresses: list[Any], nodes: list[Any], pods: list[Any],
+                              slices: list[Any]) -> None:
+    result = run(services=services, ingresses=ingresses, nodes=nodes, pods=pods, slices=slices,
+                 fqdn_templates=["{{.Name}}.{{.Namespace}}.example.org"], publish_internal_services=True)
+    for e in result.endpoints:
+        assert e.type in ("A", "AAAA", "CNAME", "SRV")
+        assert e.targets == tuple(sorted(set(e.targets))) and e.targets
+        assert e.name == e.name.lower() and not e.name.endswith(".")
