@@ -21,7 +21,10 @@ payload size, the DO bit and UDP/TCP do not split the key: each entry keeps the 
 the additional section and the truncated reply, and a hit picks one and appends the OPT. On a hit the reply is
 the cached bytes with the query's ID, RD/CD bits and question name (original case, same length) patched in;
 owner names that are compression pointers into the question follow the query's case. The hit path parses the
-header and question with slicing (no dnspython); anything unusual goes to the dnspython slow path.
+header and question with slicing (no dnspython); anything unusual goes to the dnspython slow path. In front of
+that sits an exact-bytes lane: the query bytes after the ID (flags, counts, question, OPT) map to the reply bytes
+after the ID that were last sent for them, per transport, as long as the cache entry they came from is valid;
+a repeated query then costs one dict lookup and one concatenation.
 
 Invalidation is driven by the store, never by TTL: while an answer is built, every etcd path it read is
 recorded (subtree and exact reads, wildcard cut prefixes, CNAME targets, glue, apex/NS reads, and the zone for
