@@ -116,6 +116,17 @@ FIXTURE: list[tuple[str, str]] = [
     ("/skydns/test/skydns/a-extdns/9d8e7f6a", _v(text=EXTDNS_OWNER_TEXT, targetstrip=1)),
     ("/skydns/test/skydns/extcname/1b2c3d4e", _v(host="a.skydns.test", text=EXTDNS_OWNER_TEXT, targetstrip=1)),
     ("/skydns/test/skydns/Upper", _v(host="10.0.16.1")),  # keys with upper case are never found (extdns-19)
+    # CoreDNS other_test / cname_test shapes: an MX whose in-zone target is a CNAME, one host at two
+    # preferences, one IP under two keys, an SRV whose target is a CNAME chain, a TXT over 512 bytes
+    ("/skydns/test/skydns/mail2/a", _v(host="mxc.skydns.test", priority=50, mail=True)),
+    ("/skydns/test/skydns/mail2/b", _v(host="mx.example.org", priority=50, mail=True)),
+    ("/skydns/test/skydns/mxc", _v(host="a.skydns.test")),
+    ("/skydns/test/skydns/mx3/a", _v(host="a.skydns.test", priority=20, mail=True)),
+    ("/skydns/test/skydns/mx3/b", _v(host="a.skydns.test", priority=30, mail=True)),
+    ("/skydns/test/skydns/multiport/http", _v(host="10.0.18.1", port=80)),
+    ("/skydns/test/skydns/multiport/https", _v(host="10.0.18.1", port=443)),
+    ("/skydns/test/skydns/srvchain/x", _v(host="c1.skydns.test", port=0)),
+    ("/skydns/test/skydns/large600", _v(text="0" * 600)),
     # a big answer: over 512 bytes
     *((f"/skydns/test/skydns/big/h{i:02d}", _v(host=f"10.0.17.{i}")) for i in range(1, 41)),
 ]
@@ -290,6 +301,24 @@ CASES: list[Case] = [
     _nodata("extcname.skydns.test.", "A"),  # extdns-07
     Case("extcname.skydns.test.", "TXT", answer=[f"extcname.skydns.test. 300 IN TXT '{EXTDNS_OWNER_TEXT}'"]),
     _nx("upper.skydns.test.", "A"),  # extdns-19
+    # CoreDNS other_test / cname_test shapes
+    Case("mail2.skydns.test.", "MX",  # other-02: the target's CNAME chain goes to additional
+         answer=["mail2.skydns.test. 300 IN MX 50 mxc.skydns.test.", "mail2.skydns.test. 300 IN MX 50 mx.example.org."],
+         extra=["mxc.skydns.test. 300 IN CNAME a.skydns.test.", "a.skydns.test. 300 IN A 10.0.0.1"]),
+    Case("mx3.skydns.test.", "MX",
+         answer=["mx3.skydns.test. 300 IN MX 20 a.skydns.test.", "mx3.skydns.test. 300 IN MX 30 a.skydns.test."],
+         extra=["a.skydns.test. 300 IN A 10.0.0.1"]),
+    Case("multiport.skydns.test.", "A", answer=["multiport.skydns.test. 300 IN A 10.0.18.1"]),
+    Case("multiport.skydns.test.", "SRV",
+         answer=["multiport.skydns.test. 300 IN SRV 10 50 80 http.multiport.skydns.test.",
+                 "multiport.skydns.test. 300 IN SRV 10 50 443 https.multiport.skydns.test."],
+         extra=["http.multiport.skydns.test. 300 IN A 10.0.18.1", "https.multiport.skydns.test. 300 IN A 10.0.18.1"]),
+    Case("srvchain.skydns.test.", "SRV",
+         answer=["srvchain.skydns.test. 300 IN SRV 10 100 0 c1.skydns.test."],
+         extra=["c1.skydns.test. 300 IN CNAME c2.skydns.test.", "c2.skydns.test. 300 IN CNAME a.skydns.test.",
+                "a.skydns.test. 300 IN A 10.0.0.1"]),
+    Case("large600.skydns.test.", "TXT",
+         answer=[f'large600.skydns.test. 300 IN TXT "{"0" * 255}" "{"0" * 255}" "{"0" * 90}"'], tcp_only=True),
     # over 512 bytes
     Case("big.skydns.test.", "A", answer=[f"big.skydns.test. 300 IN A 10.0.17.{i}" for i in range(1, 41)],
          tcp_only=True),
