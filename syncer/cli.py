@@ -285,7 +285,8 @@ async def sync_once(config: SyncConfig, desired: SourceResult, out: Any = None) 
             return _fail(str(exc))
         for bad in state.malformed:
             log.warning("unreadable_record_ignored", key=bad.key, reason=bad.reason)
-        plan = calculate(desired.endpoints, state.records, config.owner_id, config.policy, config.domain_filter)
+        plan = calculate(desired.endpoints, state.records, config.owner_id, config.policy, config.domain_filter,
+                         config.prefix)
         for warning in plan.warnings:
             log.warning("conflict", message=warning)
         for skip in plan.skipped:

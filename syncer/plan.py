@@ -32,11 +32,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from skydns.names import InvalidNameError, normalize_name
+from skydns.names import DEFAULT_PREFIX, InvalidNameError, normalize_name
 from skydns.record import Record
 from syncer.domains import DomainFilter
 from syncer.etcdstate import CurrentRecord
-from syncer.keys import MANAGED_TYPES, BadTargetError, canonical_target, leaf, record_value
+from syncer.keys import MANAGED_TYPES, BadTargetError, canonical_target, leaf, record_key, record_value
 from syncer.model import Endpoint, Skipped
 
 POLICIES = ("sync", "upsert-only", "create-only")
@@ -49,6 +49,7 @@ class DesiredRecord:
 
     target: str
     record: Record
+    key: str  # where it is written: <prefix>/<reversed name>/<leaf>
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def _in_sync(record_type: str, desired: dict[str, DesiredRecord], owned: list[Cu
 
 
 def calculate(desired: list[Endpoint], current: list[CurrentRecord], owner_id: str, policy: str,
-              domain_filter: DomainFilter | None = None) -> Plan:
+              domain_filter: DomainFilter | None = None, prefix: str = DEFAULT_PREFIX) -> Plan:
     """The changes that make the current records match the desired endpoints (see the module docstring)."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: one of {', '.join(POLICIES)}")
@@ -201,16 +202,30 @@ def calculate(desired: list[Endpoint], current: list[CurrentRecord], owner_id: s
         else:
             foreign[rec.name].append(rec)
 
+    # Keys we may not write to: anything there that is not one of our managed records (another owner's
+    # record at the very key, or a value of ours of another kind); the writer's compare would refuse anyway.
+    occupied = {rec.key: rec for rec in current if rec.owner != owner_id or rec.type not in TYPE_ORDER}
+    context = _Context(plan, owner_id, policy, prefix, occupied)
     for name in sorted(set(wanted) | set(owned), key=dns_order):
-        _plan_name(plan, name, wanted.get(name, {}), owned.get(name, {}), foreign.get(name, []), owner_id, policy)
+        _plan_name(context, name, wanted.get(name, {}), owned.get(name, {}), foreign.get(name, []))
 
     plan.changes.sort(key=lambda c: (dns_order(c.name), TYPE_ORDER.get(c.type, 99)))
     plan.skipped.sort(key=lambda s: (s.resource, s.value, s.reason))
     return plan
 
 
-def _plan_name(plan: Plan, name: str, wanted: dict[str, list[Endpoint]], owned: dict[str, list[CurrentRecord]],
-               foreign: list[CurrentRecord], owner_id: str, policy: str) -> None:
+@dataclass(frozen=True)
+class _Context:
+    plan: Plan
+    owner_id: str
+    policy: str
+    prefix: str
+    occupied: dict[str, CurrentRecord]
+
+
+def _plan_name(ctx: _Context, name: str, wanted: dict[str, list[Endpoint]], owned: dict[str, list[CurrentRecord]],
+               foreign: list[CurrentRecord]) -> None:
+    plan, owner_id, policy = ctx.plan, ctx.owner_id, ctx.policy
     wanted = {t: list(eps) for t, eps in wanted.items()}
     if "CNAME" in wanted and len(wanted) > 1:
         winners = sorted({ep.resource for t, eps in wanted.items() if t != "CNAME" for ep in eps})
@@ -238,9 +253,19 @@ def _plan_name(plan: Plan, name: str, wanted: dict[str, list[Endpoint]], owned: 
                                       current=tuple(mine)))
             continue
         records = {t: DesiredRecord(t, record_value(record_type, t, ttl=want.ttl, group=want.target_group[t],
-                                                    owner=owner_id, resource=r))
+                                                    owner=owner_id, resource=r),
+                                    record_key(ctx.prefix, name, record_type, t))
                    for t, r in sorted(want.target_resource.items())}
         targets = tuple(sorted(records))
+        taken = sorted(r.key for r in records.values() if r.key in ctx.occupied)
+        if taken:
+            holder = ctx.occupied[taken[0]]
+            for resource in sorted(set(want.target_resource.values())):
+                plan.skipped.append(Skipped(
+                    resource, f"{name} {record_type} {','.join(targets)}",
+                    f"the key {taken[0]} is held by a {holder.type} record of {_describe_owner(holder.owner)}; "
+                    f"not ours to overwrite"))
+            continue
         if not mine:
             if foreign:
                 owners = sorted({_describe_owner(r.owner) for r in foreign})

@@ -33,7 +33,6 @@ import structlog
 from skydns.record import encode
 from syncer.domains import DomainFilter
 from syncer.etcdstate import CurrentRecord, read_name
-from syncer.keys import record_key
 from syncer.model import Endpoint
 from syncer.plan import Change, calculate
 from syncer.retrying import retry_async
@@ -59,13 +58,13 @@ class _Op:
     kind: str  # "put" | "delete" | "check"
 
 
-def _ops(client: aetcd.Client, prefix: str, changes: Sequence[Change]) -> list[_Op]:
+def _ops(client: aetcd.Client, changes: Sequence[Change]) -> list[_Op]:
     tx = client.transactions
     old: dict[str, CurrentRecord] = {r.key: r for c in changes for r in c.current}
     new: dict[str, bytes] = {}
     for change in changes:
         for rec in change.records:
-            new[record_key(prefix, change.name, change.type, rec.target)] = encode(rec.record)
+            new[rec.key] = encode(rec.record)
     ops: list[_Op] = []
     for key in sorted(set(old) | set(new)):
         raw = key.encode()
@@ -129,7 +128,7 @@ class Writer:
                 return
             await asyncio.gather(*(one(name) for name in names))  # someone changed one of them: name by name
 
-        batches, singles = self._batches({name: _ops(self.client, self.prefix, cs) for name, cs in by_name.items()})
+        batches, singles = self._batches({name: _ops(self.client, cs) for name, cs in by_name.items()})
         await asyncio.gather(*(batch(names, ops) for names, ops in batches), *(one(name) for name in singles))
         return result
 
@@ -160,7 +159,7 @@ class Writer:
     async def _apply_name(self, name: str, changes: list[Change], desired: list[Endpoint],
                           result: ApplyResult) -> None:
         for attempt in range(1, self.attempts + 1):
-            ops = _ops(self.client, self.prefix, changes)
+            ops = _ops(self.client, changes)
             if all(op.kind == "check" for op in ops):
                 return
             chunks = _chunks(ops)
@@ -186,7 +185,7 @@ class Writer:
             if name not in result.replanned:
                 result.replanned.append(name)
             state = await retry_async(lambda: read_name(self.client, self.prefix, name), f"etcd read of {name}")
-            plan = calculate(desired, state.records, self.owner_id, self.policy, self.domain_filter)
+            plan = calculate(desired, state.records, self.owner_id, self.policy, self.domain_filter, self.prefix)
             changes = [c for c in plan.changes if c.name == name]
             if not changes:
                 return

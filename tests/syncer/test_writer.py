@@ -99,14 +99,40 @@ async def test_a_concurrent_change_is_not_overwritten_but_replanned(etcd: EtcdCl
         host="10.0.0.7", targetstrip=1, owner=OWNER, resource="service/default/web")}
 
 
+class _BusyNeighbour(Writer):
+    """A writer whose every transaction races with another client rewriting a key it read."""
+
+    def __init__(self, *args: object, key: str, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.key = key
+        self.transactions = 0
+
+    async def _transaction(self, name: str, ops: list) -> bool:  # type: ignore[override]
+        self.transactions += 1
+        await self.client.put(self.key.encode(), encode(Record(host="10.0.0.1", targetstrip=1, owner=OWNER,
+                                                               resource=f"race-{self.transactions}")))
+        return await super()._transaction(name, ops)
+
+
 async def test_a_name_that_keeps_changing_fails_after_bounded_attempts(etcd: EtcdClient) -> None:
-    desired = [ep("www.example.org", "A", "10.0.0.1")]
-    plan = calculate(desired, [], OWNER, "sync")
+    await sync(etcd, [ep("www.example.org", "A", "10.0.0.1")])
+    desired = [ep("www.example.org", "A", "10.0.0.2")]
+    plan = calculate(desired, (await read_current(etcd, PREFIX)).records, OWNER, "sync")
     key = record_key(PREFIX, "www.example.org", "A", "10.0.0.1")
-    # A hand-written value at exactly our key that the plan can't see (it was read as empty): version != 0.
-    await put(etcd, key, Record(text="hello", targetstrip=1, owner=OWNER))
-    result = await Writer(etcd, prefix=PREFIX, owner_id=OWNER, policy="sync", attempts=2).apply(plan.changes, desired)
+    writer = _BusyNeighbour(etcd, prefix=PREFIX, owner_id=OWNER, policy="sync", attempts=3, key=key)
+    result = await writer.apply(plan.changes, desired)
     assert list(result.failed) == ["www.example.org"]
+    assert "gave up after 3 attempts" in result.failed["www.example.org"]
+    assert writer.transactions == 4  # the shared first try, then 3 attempts of the name alone
+    assert (await dump(etcd))[key].resource == "race-4"  # the other writer's last value, not overwritten
+
+
+async def test_a_foreign_value_at_our_very_key_is_skipped_not_retried(etcd: EtcdClient) -> None:
+    key = record_key(PREFIX, "www.example.org", "A", "10.0.0.1")
+    await put(etcd, key, Record(text="hello", targetstrip=1, owner=OWNER))
+    plan, result = await sync(etcd, [ep("www.example.org", "A", "10.0.0.1")])
+    assert plan.changes == [] and result.failed == {}
+    assert f"the key {key} is held by a TXT record" in plan.skipped[0].reason
     assert (await dump(etcd))[key].text == "hello"
 
 
