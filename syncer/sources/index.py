@@ -47,6 +47,7 @@ def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> 
 
 class ClusterIndex:
     def __init__(self, snapshot: ClusterSnapshot) -> None:
+        self.memo: dict[Any, Any] = {}  # results shared by many objects of one collect call
         self.nodes: dict[str, Obj] = {}
         # node name -> (ExternalIPs, InternalIPs); unschedulable nodes are absent (--exclude-unschedulable).
         self.node_addresses: dict[str, tuple[list[str], list[str]]] = {}

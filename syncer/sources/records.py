@@ -80,6 +80,24 @@ def classify_target(raw: str) -> tuple[str, str]:
     return "CNAME", name
 
 
+@lru_cache(maxsize=4096)
+def classify_targets(
+    targets: tuple[str, ...],
+) -> tuple[tuple[tuple[str, frozenset[str]], ...], tuple[tuple[str, str], ...]]:
+    """``((type, targets), ...)`` and ``((raw, reason), ...)`` for the invalid ones; cached, as the same target
+    lists (all the nodes' addresses, one load balancer) recur across many objects."""
+    typed: dict[str, set[str]] = {}
+    invalid: list[tuple[str, str]] = []
+    for raw in targets:
+        try:
+            rtype, target = classify_target(raw)
+        except InvalidTargetError as exc:
+            invalid.append((raw, str(exc)))
+            continue
+        typed.setdefault(rtype, set()).add(target)
+    return tuple((t, frozenset(v)) for t, v in sorted(typed.items())), tuple(invalid)
+
+
 @dataclass
 class ObjectRecords:
     """The records one object implies, built up host name by host name, with the skipped values and warnings."""
@@ -109,15 +127,13 @@ class ObjectRecords:
 
     def add(self, name: str, targets: Iterable[str]) -> int:
         """Add typed targets to the (already normalised) ``name``; returns how many were valid."""
+        typed, invalid = classify_targets(tuple(targets))
+        for raw, reason in invalid:
+            self.skip(raw, f"invalid target for {name}: {reason}")
         added = 0
-        for raw in targets:
-            try:
-                rtype, target = classify_target(raw)
-            except InvalidTargetError as exc:
-                self.skip(raw, f"invalid target for {name}: {exc}")
-                continue
-            self.targets.setdefault((name, rtype), set()).add(target)
-            added += 1
+        for rtype, values in typed:
+            self.targets.setdefault((name, rtype), set()).update(values)
+            added += len(values)
         return added
 
     def add_srv(self, name: str, priority: int, weight: int, port: int, target: str) -> None:

@@ -145,10 +145,15 @@ class ServiceContext:
     def _nodeport_targets(self) -> list[str]:
         if self._node_targets is not None:
             return self._node_targets
-        if self.spec.get("externalTrafficPolicy") == "Local":
-            node_names = self._local_nodes()
-        else:
-            node_names = list(self.index.node_addresses)
+        local = self.spec.get("externalTrafficPolicy") == "Local"
+        access, warning = self.ann.access()
+        if warning:
+            self.warn_once(str(self.ann.get("access")), warning)
+        memo_key = ("nodeport-targets", access)
+        if not local and memo_key in self.index.memo:
+            self._node_targets = self.index.memo[memo_key]
+            return self._node_targets
+        node_names = self._local_nodes() if local else list(self.index.node_addresses)
         external: list[str] = []
         internal: list[str] = []
         for node_name in node_names:
@@ -156,15 +161,14 @@ class ServiceContext:
             if addresses is not None:  # None: unschedulable
                 external.extend(addresses[0])
                 internal.extend(addresses[1])
-        access, warning = self.ann.access()
-        if warning:
-            self.warn_once(str(self.ann.get("access")), warning)
         if access == ACCESS_PUBLIC:
             chosen = external
         elif access == ACCESS_PRIVATE:
             chosen = internal
         else:
             chosen = external or internal
+        if not local:
+            self.index.memo[memo_key] = chosen
         self._node_targets = chosen
         return chosen
 
