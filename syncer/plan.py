@@ -13,8 +13,10 @@ Rules (ExternalDNS's, made deterministic and per (name, type)):
   there; the CNAME is skipped with a warning that names both objects.
 * **Ownership**: only records whose ``owner`` equals the owner id are updated or deleted. Nothing is created at
   a name that holds a managed-type record (A, AAAA, CNAME, SRV) of another owner or of none (written by hand or
-  by ExternalDNS without ``--coredns-strictly-owned``); that record is skipped with a reason naming them. TXT
-  records (such as ExternalDNS's ownership TXT keys, at ``a-<name>``) never block and are never touched.
+  by ExternalDNS without ``--coredns-strictly-owned``), or a value with a host and a text (ExternalDNS <= 0.17
+  merged its ownership text into the record; CoreDNS serves it as TXT); that record is skipped with a reason
+  naming them. Text-only TXT records (such as ExternalDNS's ownership TXT keys, at ``a-<name>``, or an ACME
+  challenge) never block and are never touched.
   Nor is a record created next to one of our own records it would conflict with (a CNAME and other data) when
   the policy keeps that record.
 * **Policies**: ``sync`` creates, updates and deletes; ``upsert-only`` never deletes; ``create-only`` never
@@ -195,7 +197,11 @@ def calculate(desired: list[Endpoint], current: list[CurrentRecord], owner_id: s
     owned: dict[str, dict[str, list[CurrentRecord]]] = defaultdict(lambda: defaultdict(list))
     foreign: dict[str, list[CurrentRecord]] = defaultdict(list)
     for rec in current:
-        if rec.type not in TYPE_ORDER or not domain_filter.matches(rec.name):
+        if not domain_filter.matches(rec.name):
+            continue
+        if rec.type not in TYPE_ORDER:
+            if rec.record.host:  # a name host with a text (ExternalDNS <= 0.17's CNAME): someone's record
+                foreign[rec.name].append(rec)
             continue
         if rec.owner == owner_id:
             owned[rec.name][rec.type].append(rec)
