@@ -374,3 +374,8 @@ class Answerer:
 
     def cached_answers(self) -> int:
         return len(self._cache)
+
+    def close(self) -> None:
+        """Stop following the store (for answerers that are thrown away while the store lives on)."""
+        self.store.remove_listener(self._on_change)
+        self._on_change(None)

@@ -239,6 +239,9 @@ class Store:
         """Call ``fn(keys)`` after every change: the changed keys, or ``None`` after :meth:`replace`."""
         self._listeners.append(fn)
 
+    def remove_listener(self, fn: Listener) -> None:
+        self._listeners.remove(fn)
+
     def set_listener(self, fn: Listener) -> None:
         """Set the one listener slot kept for the I/O side (listeners added with add_listener are kept)."""
         self._external_listener = fn
