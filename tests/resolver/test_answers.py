@@ -402,3 +402,28 @@ def test_metrics_count_responses_hits_and_misses(answerer: Answerer) -> None:
     assert after[0] == before[0] + 2
     assert after[1] >= before[1] + 1 and after[2] >= before[2] + 1
     assert sample("dnssync_resolver_answer_cache_entries") >= 1
+
+
+def test_ns_with_a_name_host_points_at_that_name_with_glue() -> None:
+    store = load([("/skydns/test/skydns/dns/ns/ns1", '{"host":"10.0.12.1"}'),
+                  ("/skydns/test/skydns/dns/ns/ext", '{"host":"ns.example.org"}'),
+                  ("/skydns/test/skydns/dns/ns/inzone", '{"host":"dual.skydns.test"}'),
+                  ("/skydns/test/skydns/dual/x1", '{"host":"10.0.0.2"}'),
+                  ("/skydns/test/skydns/dual/x2", '{"host":"2001:db8::2"}')])
+    response = ask(Answerer(store, ["skydns.test."]), "skydns.test.", "NS")  # CoreDNS: SERVFAIL (bad-08)
+    assert response.rcode() == dns.rcode.NOERROR
+    assert {rd.to_text() for rd in response.answer[0]} == {"ns1.ns.dns.skydns.test.", "ns.example.org.",
+                                                           "dual.skydns.test."}
+    assert {f"{rrset.name} {rd}" for rrset in response.additional for rd in rrset} == {
+        "ns1.ns.dns.skydns.test. 10.0.12.1", "dual.skydns.test. 10.0.0.2", "dual.skydns.test. 2001:db8::2"}
+
+
+def test_a_closed_answerer_stops_following_the_store() -> None:
+    store = load(FIXTURE)
+    answerer = Answerer(store, ZONES)
+    ask(answerer, "a.skydns.test.")
+    answerer.close()
+    assert answerer.cached_answers() == 0
+    assert addresses(ask(answerer, "a.skydns.test.")) == {"10.0.0.1"}
+    put(store, "/skydns/test/skydns/a", '{"host":"10.0.0.8"}')
+    assert answerer.cached_answers() == 1  # not told about the change any more
