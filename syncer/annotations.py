@@ -11,7 +11,8 @@ Values, as ExternalDNS reads them:
 * ``hostname`` / ``internal-hostname`` / ``target``: comma lists; all white space is removed, each entry loses one
   trailing dot, empty entries are dropped.
 * ``ttl``: integer seconds (``"60"``) or a Go duration (``"1m"``, ``"1h30m"``, ``"1.5s"`` -> 1; fractions of a
-  second are truncated). Valid range 1..2147483647. Anything else is a *warning*: the TTL stays unset.
+  second are truncated; surrounding white space is ignored). Valid range 1..2147483647. Anything else is a
+  *warning*: the TTL stays unset.
 * ``controller``: the object is ours only when it is absent or ``dns-controller``.
 * ``access`` (``public``/``private``), ``endpoints-type`` (``NodeExternalIP``/``HostIP``),
   ``ingress-hostname-source`` (``annotation-only``/``defined-hosts-only``, case-insensitive): an unknown value is a
@@ -130,7 +131,7 @@ class Annotations:
         )
 
     def group(self) -> str:
-        return self.values.get(COREDNS_GROUP, "")
+        return self.values.get(COREDNS_GROUP, "").strip()
 
 
 _WHITESPACE = re.compile(r"\s+")
