@@ -14,12 +14,16 @@ variable or the file.
 ``--dry-run`` reads etcd - the plan is computed against the real current records - and writes nothing; when
 etcd is unreachable a dry run fails like a real one (exit 1), because a plan against an imagined empty state
 would promise creates that the real run would not do. The plan goes to stdout, logs go to stderr.
+
+Outages are retried with backoff for 30 s (etcd and the API server alike), then exit 1; the environment
+variable ``DNSSYNC_RETRY_SECONDS`` changes that budget (for operations and tests; it is not a flag).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -291,7 +295,7 @@ async def sync_once(config: SyncConfig, desired: SourceResult, out: Any = None) 
             log.warning("conflict", message=warning)
         for skip in plan.skipped:
             log.warning("record skipped", resource=skip.resource, value=skip.value, reason=skip.reason)
-        print(render(plan, [*desired.skipped, *plan.skipped], config.output), file=out, flush=True)
+        _emit(render(plan, [*desired.skipped, *plan.skipped], config.output), out)
         log.info("plan", create=plan.count("create"), update=plan.count("update"), delete=plan.count("delete"),
                  skipped=len(desired.skipped) + len(plan.skipped), current_records=len(state.records),
                  unreadable=len(state.malformed), revision=state.revision)
@@ -318,6 +322,17 @@ async def sync_once(config: SyncConfig, desired: SourceResult, out: Any = None) 
         await client.close()
 
 
+def _emit(text: str, out: Any) -> None:
+    """The plan to stdout; a reader that went away (``| head``) does not stop the sync."""
+    try:
+        print(text, file=out, flush=True)
+    except BrokenPipeError:
+        log.warning("stdout_closed", message="the plan could not be printed in full; the sync goes on")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, out.fileno())
+
+
 def _fail(message: str) -> int:
     log.error("sync_failed", error=message)
     print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
@@ -335,6 +350,13 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logs.configure(config.log_format, config.log_level)
+    log.info("config", owner_id=config.owner_id, policy=config.policy, prefix=config.prefix,
+             etcd=",".join(config.etcd.endpoints), dry_run=config.dry_run,
+             objects_from=("manifests: " + ",".join(config.from_manifests)) if config.from_manifests
+             else (config.kubeconfig or "in-cluster config or ~/.kube/config"),
+             sources=",".join(config.sources.sources), namespace=config.sources.namespace or "(all)",
+             domain_filter=",".join(config.sources.domain_filter) or "(all)",
+             exclude_domains=",".join(config.sources.exclude_domains) or "(none)")
     from syncer.kubeapi import KubeApiError, KubeConfigError
     from syncer.manifests import ManifestError
     from syncer.sources import collect
@@ -357,4 +379,9 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
 
 
 def main() -> NoReturn:
-    sys.exit(run())
+    try:
+        code = run()
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
