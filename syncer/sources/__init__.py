@@ -126,31 +126,38 @@ def _collect_one(kind: str, obj: Any, f: _Filters, result: SourceResult, index: 
     records = ObjectRecords(resource, group=ann.group())
     # Host names: (raw name, use the cluster IP) from annotations/spec, else from the templates.
     raw_names: list[tuple[str, bool]]
+    warnings: list[tuple[str, str]] = []  # (value, reason): reported only when the object has names in scope
     if kind == "service":
         raw_names = [(h, False) for h in ann.hostnames()] + [(h, True) for h in ann.internal_hostnames()]
     else:
-        raw_names = [(h, False) for h in ingress_hostnames(obj, ann, records)]
+        ingress_names, source_warning = ingress_hostnames(obj, ann)
+        raw_names = [(h, False) for h in ingress_names]
+        if source_warning:
+            warnings.append((ann.get("ingress-hostname-source") or "", source_warning))
     if not raw_names and f.templates:
         names, errors = f.templates.render(obj, "Service" if kind == "service" else "Ingress")
         for template, reason in errors:
             records.skip(template, f"fqdn-template: {reason}")
         raw_names = [(h, False) for h in names]
-    if raw_names:
-        ttl, warning = ann.ttl()
-        records.ttl = ttl
-        if warning:
-            records.warn(ann.get("ttl") or "", warning)
     hostnames: list[tuple[str, bool]] = []
+    seen: set[tuple[str, bool]] = set()
     for raw, use_cluster_ip in raw_names:
         name = records.name(raw)
-        if name is None or (name, use_cluster_ip) in hostnames:
+        if name is None or (name, use_cluster_ip) in seen:
             continue
+        seen.add((name, use_cluster_ip))
         if _may_hold_records_in_scope(name, f.domains):
             hostnames.append((name, use_cluster_ip))
         else:
             log.debug("host name outside the domain filter", resource=resource, name=name)
 
     if hostnames:
+        ttl, ttl_warning = ann.ttl()
+        records.ttl = ttl
+        if ttl_warning:
+            warnings.insert(0, (ann.get("ttl") or "", ttl_warning))
+        for value, reason in warnings:
+            records.warn(value, reason)
         if kind == "service":
             assert index is not None
             service_records(obj, ann, hostnames, index, f.prefixes, f.publish_internal, records)

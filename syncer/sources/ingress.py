@@ -32,8 +32,9 @@ def ingress_class_matches(ing: Mapping[str, Any], classes: Sequence[str]) -> boo
     return annotations.get(INGRESS_CLASS_ANNOTATION) in classes
 
 
-def ingress_hostnames(ing: Mapping[str, Any], ann: Annotations, records: ObjectRecords) -> list[str]:
-    """The raw host names of ``ing`` (spec and annotation, narrowed by ``ingress-hostname-source``), in order."""
+def ingress_hostnames(ing: Mapping[str, Any], ann: Annotations) -> tuple[list[str], str | None]:
+    """The raw host names of ``ing`` (spec and annotation, narrowed by ``ingress-hostname-source``), in order,
+    and a warning when ``ingress-hostname-source`` has an unknown value (both kinds of names are used then)."""
     spec = as_map(ing.get("spec"))
     defined: list[str] = []
     for rule in as_list(spec.get("rules")):
@@ -45,14 +46,12 @@ def ingress_hostnames(ing: Mapping[str, Any], ann: Annotations, records: ObjectR
             if host:
                 defined.append(str(host))
     source, warning = ann.ingress_hostname_source()
-    if warning:
-        records.warn(str(ann.get("ingress-hostname-source")), warning)
     names: list[str] = []
     if source != HOSTNAME_SOURCE_ANNOTATION_ONLY:
         names.extend(defined)
     if source != HOSTNAME_SOURCE_DEFINED_HOSTS_ONLY:
         names.extend(ann.hostnames())
-    return names
+    return names, warning
 
 
 def ingress_targets(ing: Mapping[str, Any], ann: Annotations) -> list[str]:

@@ -85,6 +85,14 @@ def test_domain_filter_applies_to_srv_names_and_out_of_scope_hosts_are_not_repor
     assert result.skipped == []  # pending.other.net is outside the filter: not our business
 
 
+def test_bad_annotations_of_objects_outside_the_domain_filter_are_not_reported() -> None:
+    theirs = svc("theirs", host="a.other.net", annotations={A + "ttl": "soon"})
+    mine = svc("mine", host="m.example.org", annotations={A + "ttl": "soon"})
+    result = run(services=[theirs, mine], domain_filter=["example.org"])
+    assert result.endpoints == [ep("m.example.org", "A", "192.0.2.1", resource="service/default/mine")]
+    assert [(s.resource, s.value) for s in result.skipped] == [("service/default/mine", "soon")]
+
+
 def test_domain_filter_keeps_hosts_whose_subnames_are_in_scope() -> None:
     headless = service(name="db", type="ClusterIP", cluster_ip="None", selector={"app": "db"},
                        annotations=hostname("db.example.org"))
