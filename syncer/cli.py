@@ -350,13 +350,6 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logs.configure(config.log_format, config.log_level)
-    log.info("config", owner_id=config.owner_id, policy=config.policy, prefix=config.prefix,
-             etcd=",".join(config.etcd.endpoints), dry_run=config.dry_run,
-             objects_from=("manifests: " + ",".join(config.from_manifests)) if config.from_manifests
-             else (config.kubeconfig or "in-cluster config or ~/.kube/config"),
-             sources=",".join(config.sources.sources), namespace=config.sources.namespace or "(all)",
-             domain_filter=",".join(config.sources.domain_filter) or "(all)",
-             exclude_domains=",".join(config.sources.exclude_domains) or "(none)")
     from syncer.kubeapi import KubeApiError, KubeConfigError
     from syncer.manifests import ManifestError
     from syncer.sources import collect
@@ -368,6 +361,13 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
         return EXIT_USAGE
     except KubeApiError as exc:
         return _fail(str(exc))
+    log.info("config", owner_id=config.owner_id, policy=config.policy, prefix=config.prefix,
+             etcd=",".join(config.etcd.endpoints), dry_run=config.dry_run,
+             objects_from=("manifests: " + ",".join(config.from_manifests)) if config.from_manifests
+             else (config.kubeconfig or "in-cluster config or ~/.kube/config"),
+             sources=",".join(config.sources.sources), namespace=config.sources.namespace or "(all)",
+             domain_filter=",".join(config.sources.domain_filter) or "(all)",
+             exclude_domains=",".join(config.sources.exclude_domains) or "(none)")
     try:
         desired = collect(snapshot, config.sources)
     except ValueError as exc:
