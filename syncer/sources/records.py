@@ -109,7 +109,11 @@ class ObjectRecords:
     skipped: list[Skipped] = field(default_factory=list)
 
     def skip(self, value: str, reason: str) -> None:
-        self.skipped.append(Skipped(self.resource, value, reason))
+        """Record (once per object) that ``value`` was left out, and why."""
+        entry = Skipped(self.resource, value, reason)
+        if entry in self.skipped:
+            return
+        self.skipped.append(entry)
         log.warning("record skipped", resource=self.resource, value=value, reason=reason)
 
     def warn(self, value: str, reason: str) -> None:
@@ -129,7 +133,7 @@ class ObjectRecords:
         """Add typed targets to the (already normalised) ``name``; returns how many were valid."""
         typed, invalid = classify_targets(tuple(targets))
         for raw, reason in invalid:
-            self.skip(raw, f"invalid target for {name}: {reason}")
+            self.skip(raw, f"invalid target: {reason}")
         added = 0
         for rtype, values in typed:
             self.targets.setdefault((name, rtype), set()).update(values)

@@ -108,6 +108,13 @@ CASES: list[tuple[str, dict[str, Any], list[Any], list[tuple[str, str, str]]]] =
          (R, "x" * 64 + ".example.org", "is 64 bytes, over 63")],
     ),
     (
+        "a bad target is reported once for the object, the good ones used for every host",
+        {"ingresses": [ingress(hosts=("a.example.org", "b.example.org"),
+                               annotations={A + "target": "192.0.2.9,not a host!"})]},
+        [iep("a.example.org", "A", "192.0.2.9"), iep("b.example.org", "A", "192.0.2.9")],
+        [(R, "notahost!", "invalid target: 'notahost!' is neither an IP address nor a valid host name")],
+    ),
+    (
         "no host names at all -> nothing, nothing to report",
         {"ingresses": [ingress(lb=LB)]},
         [],

@@ -372,7 +372,7 @@ def test_invalid_targets_are_skipped_valid_ones_kept() -> None:
                                                 A + "target": "198.51.100.1,bad_host!,1.2.3.999,fe80::1%eth0"})])
     assert result.endpoints == [ep("web.example.org", "A", "198.51.100.1")]
     assert [s.value for s in result.skipped] == ["bad_host!", "1.2.3.999", "fe80::1%eth0"]
-    assert all("invalid target for web.example.org" in s.reason for s in result.skipped)
+    assert all(s.reason.startswith("invalid target: ") for s in result.skipped)
 
 
 @pytest.mark.parametrize(
