@@ -31,7 +31,8 @@ recorded (subtree and exact reads, wildcard cut prefixes, CNAME targets, glue, a
 negative and SOA answers, whose serial changes with any change in the zone). A change of key K drops the
 entries registered under K and under every ancestor path of K; :meth:`Store.replace` drops everything. Answers
 built from leased records (their TTL counts down) are served from the cache for at most one second. The cache
-holds at most ``cache_size`` entries; when full, the oldest eighth is dropped.
+holds at most ``cache_size`` entries (100,000 by default, about 60 MB at worst); when full, the oldest eighth is
+dropped. The exact-bytes lane holds at most a quarter of that and is simply cleared when full.
 """
 
 from __future__ import annotations
@@ -57,41 +58,30 @@ log = structlog.get_logger()
 
 ADVERTISED_PAYLOAD = 1232
 LEASED_CACHE_SECONDS = 1.0
-DEFAULT_CACHE_SIZE = 200_000
+DEFAULT_CACHE_SIZE = 100_000
 
 _OPT_PLAIN = struct.pack("!BHHIH", 0, 41, ADVERTISED_PAYLOAD, 0, 0)
 _OPT_DO = struct.pack("!BHHIH", 0, 41, ADVERTISED_PAYLOAD, 0x8000, 0)
 _QDCOUNT1_NOAR = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _QDCOUNT1_AR1 = b"\x00\x01\x00\x00\x00\x00\x00\x01"
+_ONE_QUESTION = _QDCOUNT1_NOAR
 _HEADER = struct.Struct("!HHHHHH")
 
 _REFUSED_TYPES = {dns.rdatatype.AXFR, dns.rdatatype.IXFR}
 _FORMERR_TYPES = {dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY}
 
 
-class _Variant:
-    """One encoded reply, split around the question name so a hit can patch it in."""
-
-    __slots__ = ("b2", "b3", "mid", "mid_opt", "size", "tail")
-
-    def __init__(self, wire: bytes, qend: int) -> None:
-        self.b2 = wire[2]
-        self.b3 = wire[3]
-        self.mid = wire[4:12]
-        arcount = (wire[10] << 8) | wire[11]
-        self.mid_opt = wire[4:10] + struct.pack("!H", arcount + 1)
-        self.tail = wire[qend:]
-        self.size = len(wire)
-
-
 class _Cached:
-    __slots__ = ("deps", "expires", "full", "noextra", "rcode", "tc", "valid")
+    """One question's encoded answer: the full reply, maybe the reply without the additional section, and
+    where the question ends (the truncated reply is the header and question of the full one, made on demand)."""
 
-    def __init__(self, full: _Variant, noextra: _Variant | None, tc: _Variant, rcode: int,
-                 deps: tuple[str, ...], expires: float) -> None:
+    __slots__ = ("deps", "expires", "full", "noextra", "qend", "rcode", "valid")
+
+    def __init__(self, full: bytes, noextra: bytes | None, qend: int, rcode: int, deps: tuple[str, ...],
+                 expires: float) -> None:
         self.full = full
         self.noextra = noextra
-        self.tc = tc
+        self.qend = qend
         self.rcode = rcode
         self.deps = deps
         self.expires = expires
@@ -103,21 +93,23 @@ def _compose(entry: _Cached, head4: bytes, qname: bytes, edns: bool, do: bool, p
     if tcp:
         limit = 65535
     elif edns:
-        limit = payload if payload > 512 else 512
+        limit = (payload if payload > 512 else 512) - 11
     else:
         limit = 512
-    v = entry.full
-    if edns:
-        if v.size + 11 > limit:
-            nx = entry.noextra
-            v = nx if nx is not None and nx.size + 11 <= limit else entry.tc
-        flags = bytes((v.b2 | (head4[2] & 0x01), v.b3 | (head4[3] & 0x10)))
-        return b"".join((head4[:2], flags, v.mid_opt, qname, v.tail, _OPT_DO if do else _OPT_PLAIN))
-    if v.size > limit:
+    wire = entry.full
+    qend = entry.qend
+    if len(wire) > limit:
         nx = entry.noextra
-        v = nx if nx is not None and nx.size <= limit else entry.tc
-    flags = bytes((v.b2 | (head4[2] & 0x01), v.b3 | (head4[3] & 0x10)))
-    return b"".join((head4[:2], flags, v.mid, qname, v.tail))
+        if nx is not None and len(nx) <= limit:
+            wire = nx
+        else:  # truncated: the header with TC and empty sections, and the question
+            wire = wire[:2] + bytes((wire[2] | 0x02,)) + wire[3:4] + _ONE_QUESTION + wire[12:qend + 4]
+    flags = bytes((wire[2] | (head4[2] & 0x01), wire[3] | (head4[3] & 0x10)))
+    if edns:
+        arcount = ((wire[10] << 8) | wire[11]) + 1
+        return b"".join((head4[:2], flags, wire[4:10], arcount.to_bytes(2, "big"), qname, wire[qend:],
+                         _OPT_DO if do else _OPT_PLAIN))
+    return b"".join((head4[:2], flags, wire[4:12], qname, wire[qend:]))
 
 
 def _bare(query: bytes, rcode: int) -> bytes:
@@ -137,9 +129,12 @@ class Answerer:
         self.lookup = Lookup(store, zones, own_records_only=own_records_only, min_lease_ttl=min_lease_ttl,
                              max_lease_ttl=max_lease_ttl)
         self.cache_size = max(cache_size, 8)
+        # The exact-bytes lane holds a copy of each reply: keep it to the hot part (a flood of new names or of
+        # 0x20 case spellings just clears it now and then).
+        self._seen_size = max(self.cache_size // 4, 1024)
         self.stats = metrics.AnswerStats()
         self._cache: dict[bytes, _Cached] = {}
-        self._deps: dict[str, set[bytes]] = {}
+        self._deps: dict[str, bytes | set[bytes]] = {}
         # Exact query bytes after the ID -> (entry, reply after the ID), per transport (sizes differ).
         self._seen_udp: dict[bytes, tuple[_Cached, bytes]] = {}
         self._seen_tcp: dict[bytes, tuple[_Cached, bytes]] = {}
@@ -222,7 +217,7 @@ class Answerer:
                         entry = self._build(key, qname, qtype, qclass)
                     reply = _compose(entry, q[:4], qname, edns, do, payload, tcp)
                     seen = self._seen_tcp if tcp else self._seen_udp
-                    if len(seen) >= self.cache_size:
+                    if len(seen) >= self._seen_size:
                         seen.clear()
                     seen[q[2:]] = (entry, reply[2:])
                     return reply
@@ -297,19 +292,14 @@ class Answerer:
             leased = result.leased
         flags = wire.QR | (wire.AA if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) else 0)
         qend = 12 + len(qname_wire)
-        tc_wire = wire.question(qname_wire, qtype, qclass, flags | wire.TC, rcode)
-        full_wire = wire.render(qname_wire, qtype, qclass, flags, rcode, answer, authority, additional)
-        noextra: _Variant | None = None
-        if full_wire is None:
-            full = _Variant(tc_wire, qend)
-        else:
-            full = _Variant(full_wire, qend)
-            if additional and len(full_wire) > 512:
-                smaller = wire.render(qname_wire, qtype, qclass, flags, rcode, answer, authority, [])
-                if smaller is not None:
-                    noextra = _Variant(smaller, qend)
+        full = wire.render(qname_wire, qtype, qclass, flags, rcode, answer, authority, additional)
+        noextra: bytes | None = None
+        if full is None:  # over 65535 bytes: only the truncated form exists
+            full = wire.question(qname_wire, qtype, qclass, flags | wire.TC, rcode)
+        elif additional and len(full) > 512:
+            noextra = wire.render(qname_wire, qtype, qclass, flags, rcode, answer, authority, [])
         expires = time.monotonic() + LEASED_CACHE_SECONDS if leased else 0.0
-        entry = _Cached(full, noextra, _Variant(tc_wire, qend), rcode, deps, expires)
+        entry = _Cached(full, noextra, qend, rcode, deps, expires)
         self._store(key, entry)
         self.stats.rcodes[rcode] += 1
         return entry
@@ -326,7 +316,10 @@ class Answerer:
         for path in entry.deps:
             holders = deps.get(path)
             if holders is None:
-                deps[path] = {key}
+                deps[path] = key  # one holder is kept bare (a set per path costs 200+ bytes)
+            elif isinstance(holders, bytes):
+                if holders != key:
+                    deps[path] = {holders, key}
             else:
                 holders.add(key)
         self.stats.cache_entries = len(cache)
@@ -339,7 +332,12 @@ class Answerer:
         deps = self._deps
         for path in entry.deps:
             holders = deps.get(path)
-            if holders is not None:
+            if holders is None:
+                continue
+            if isinstance(holders, bytes):
+                if holders == key:
+                    del deps[path]
+            else:
                 holders.discard(key)
                 if not holders:
                     del deps[path]
@@ -362,9 +360,12 @@ class Answerer:
             path = key
             while path:
                 holders = deps.get(path)
-                if holders:
-                    for cache_key in list(holders):
-                        dropped += self._drop(cache_key)
+                if holders is not None:
+                    if isinstance(holders, bytes):
+                        dropped += self._drop(holders)
+                    else:
+                        for cache_key in list(holders):
+                            dropped += self._drop(cache_key)
                 cut = path.rfind("/")
                 if cut <= 0:
                     break
