@@ -137,7 +137,7 @@ def main() -> int:
         if resolver is not None and resolver.poll() is None:
             resolver.terminate()
             try:
-                resolver.wait(timeout=10)
+                resolver.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 resolver.kill()
                 resolver.wait()

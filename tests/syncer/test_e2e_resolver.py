@@ -46,7 +46,7 @@ def resolver(etcd_server: LocalEtcd) -> Iterator[int]:
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
