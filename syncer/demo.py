@@ -1,6 +1,7 @@
 """``make demo``: the whole product on an embedded default, in one command, leaving nothing running.
 
-1. starts a throwaway local etcd (the venv's ``etcd``);
+1. starts a throwaway local etcd (the venv's ``etcd``) and writes two records dnssync does not own (a
+   hand-written one, another cluster's), which must come through untouched;
 2. runs ``dnssync --once`` (the real CLI, as a subprocess) over ``manifests/examples/`` and prints its plan;
 3. starts ``dnssync-resolver`` (subprocess) for ``example.org.`` on free loopback ports and waits for ``/readyz``;
 4. asks it, over UDP with dnspython, for every record the syncer wrote, and prints the answers;
@@ -25,6 +26,7 @@ import dns.rdatatype
 
 from skydns.etcd import EtcdClient, EtcdSettings
 from skydns.localetcd import LocalEtcd, free_port
+from skydns.record import Record, encode
 from syncer.etcdstate import CurrentRecord, read_current
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +51,21 @@ def run_syncer(endpoint: str) -> int:
         print(done.stderr.rstrip(), file=sys.stderr)
     print(f"(exit code {done.returncode})")
     return done.returncode
+
+
+HAND_WRITTEN = {  # records somebody else wrote; dnssync must leave them exactly as they are
+    "/skydns/org/example/legacy": Record(host="192.0.2.1"),
+    "/skydns/org/example/legacy2/2f3e4d5c": Record(host="192.0.2.2", targetstrip=1, owner="another-cluster"),
+}
+
+
+async def seed(endpoint: str) -> None:
+    client = EtcdClient(EtcdSettings.from_env(endpoint, env={}))
+    try:
+        for key, record in HAND_WRITTEN.items():
+            await client.put(key.encode(), encode(record))
+    finally:
+        await client.close()
 
 
 async def read_records(endpoint: str) -> list[CurrentRecord]:
@@ -98,12 +115,18 @@ def main() -> int:
         banner("starting a local etcd")
         etcd.start()
         print(f"etcd at {etcd.endpoint}")
+        asyncio.run(seed(etcd.endpoint))
+        print("seeded records dnssync does not own (a hand-written one and another cluster's):")
+        for key, record in HAND_WRITTEN.items():
+            print(f"  {key}  {encode(record).decode()}")
         if run_syncer(etcd.endpoint) != 0:
             print("dnssync failed; see the message above", file=sys.stderr)
             return 1
         records = asyncio.run(read_records(etcd.endpoint))
         banner(f"{len(records)} records in etcd under /skydns/")
         print_records(records)
+        untouched = {r.key for r in records if r.key in HAND_WRITTEN and r.record == HAND_WRITTEN[r.key]}
+        print(f"records not ours, untouched: {len(untouched)} of {len(HAND_WRITTEN)}")
 
         dns_port, http_port = free_port(), free_port()
         cmd = [sys.executable, "-m", "resolver", "--zone", ZONE, "--etcd-endpoints", etcd.endpoint,
@@ -121,7 +144,7 @@ def main() -> int:
         print(f"ready: DNS on 127.0.0.1:{dns_port} (UDP+TCP), probes on http://127.0.0.1:{http_port}/readyz")
 
         banner(f"asking the resolver (dig @127.0.0.1 -p {dns_port} <name> <type>)")
-        asked = sorted({(r.name, r.type) for r in records if r.owner == OWNER},
+        asked = sorted({(r.name, r.type) for r in records},
                        key=lambda nt: (tuple(reversed(nt[0].split("."))), nt[1]))
         failures = 0
         for name, rtype in asked:
