@@ -55,6 +55,8 @@ def _documents(text: str, label: str) -> Iterator[tuple[int, int | None, Any]]:
             yield 1, 1, json.loads(text)
         except json.JSONDecodeError as exc:
             raise ManifestError(f"--from-manifests: {label}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise ManifestError(f"--from-manifests: {label}: invalid JSON: nested too deeply") from None
         return
     index = 0
     try:
@@ -67,6 +69,11 @@ def _documents(text: str, label: str) -> Iterator[tuple[int, int | None, Any]]:
                 yield index, line, loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
+    except (ValueError, TypeError, RecursionError) as exc:  # e.g. a date like 2020-13-45 the loader can't build
+        if isinstance(exc, ManifestError):
+            raise
+        raise ManifestError(f"--from-manifests: {label}: document {max(index, 1)}: invalid YAML value: "
+                            f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncer.manifests import ManifestError, load
 
@@ -66,6 +69,8 @@ def test_namespace_scopes_namespaced_kinds_only(tmp_path: Path) -> None:
     (SERVICE + "---\nkind: Service\nmetadata: {name: [unclosed\n", "bad.yaml", r"bad\.yaml: document 2, line 1[45]"),
     ("- just\n- a list\n", "list.yaml", r"list\.yaml: document 1 \(line 1\): not a Kubernetes object"),
     ('{"kind": "Service",\n "metadata": }', "bad.json", r"bad\.json: line 2: invalid JSON"),
+    ("kind: Service\n---\nmetadata: {created: 2020-13-45}\n", "date.yaml",
+     r"date\.yaml: document 2: invalid YAML value: month must be in 1\.\.12"),
 ])
 def test_a_bad_file_is_one_line_naming_file_document_and_line(tmp_path: Path, content: str, filename: str,
                                                                expected: str) -> None:
@@ -79,3 +84,21 @@ def test_a_bad_file_is_one_line_naming_file_document_and_line(tmp_path: Path, co
 def test_a_missing_path_is_named(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match=r"nope\.yaml: no such file"):
         load([str(tmp_path / "nope.yaml")])
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                               st.sampled_from(["kind", "items", "metadata", "namespace", "name", "x"]), inner,
+                               max_size=4), max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.text(max_size=60), json_values.map(lambda v: yaml.safe_dump(v))))
+def test_any_input_is_loaded_or_refused_with_a_manifest_error(text: str) -> None:
+    try:
+        snap = load(["-"], stdin=io.StringIO(text))
+    except ManifestError as exc:
+        assert "\n" not in str(exc)
+        return
+    for objs in (snap.services, snap.ingresses, snap.nodes, snap.pods, snap.endpointslices):
+        assert all(isinstance(o, dict) for o in objs)
