@@ -5,9 +5,9 @@
 * ``List`` documents (``kind: List``, ``ServiceList``, ... as ``kubectl get -o yaml`` prints them) are expanded;
   items of a ``<Kind>List`` without a ``kind`` get ``<Kind>``.
 * Service, Ingress, Node, Pod and EndpointSlice objects are kept - with their ``status`` - exactly as the API
-  would serve them; a namespaced object without ``metadata.namespace`` is in ``default`` (as ``kubectl apply``
-  would put it). Other kinds are ignored (debug log). ``--namespace`` scopes the namespaced kinds, as the API
-  list would.
+  would serve them (timestamps stay strings, as in the API's JSON); a namespaced object without
+  ``metadata.namespace`` is in ``default`` (as ``kubectl apply`` would put it). Other kinds are ignored (debug
+  log). ``--namespace`` scopes the namespaced kinds, as the API list would.
 * A file that can't be read or parsed, or a document that is not an object, raises :class:`ManifestError`
   whose one-line message names the file, the document index and the line.
 """
@@ -30,6 +30,16 @@ KIND_FIELDS = {"Service": "services", "Ingress": "ingresses", "Node": "nodes", "
                "EndpointSlice": "endpointslices"}
 NAMESPACED = {"Service", "Ingress", "Pod", "EndpointSlice"}
 log = structlog.get_logger()
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as the API server would hand it over: timestamps stay strings (no ``datetime`` objects)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 class ManifestError(ValueError):
@@ -60,7 +70,7 @@ def _documents(text: str, label: str) -> Iterator[tuple[int, int | None, Any]]:
         return
     index = 0
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             while loader.check_node():
                 index += 1

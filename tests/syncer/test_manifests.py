@@ -69,7 +69,7 @@ def test_namespace_scopes_namespaced_kinds_only(tmp_path: Path) -> None:
     (SERVICE + "---\nkind: Service\nmetadata: {name: [unclosed\n", "bad.yaml", r"bad\.yaml: document 2, line 1[45]"),
     ("- just\n- a list\n", "list.yaml", r"list\.yaml: document 1 \(line 1\): not a Kubernetes object"),
     ('{"kind": "Service",\n "metadata": }', "bad.json", r"bad\.json: line 2: invalid JSON"),
-    ("kind: Service\n---\nmetadata: {created: 2020-13-45}\n", "date.yaml",
+    ("kind: Service\n---\nmetadata: {created: !!timestamp 2020-13-45}\n", "date.yaml",
      r"date\.yaml: document 2: invalid YAML value: month must be in 1\.\.12"),
 ])
 def test_a_bad_file_is_one_line_naming_file_document_and_line(tmp_path: Path, content: str, filename: str,
@@ -79,6 +79,13 @@ def test_a_bad_file_is_one_line_naming_file_document_and_line(tmp_path: Path, co
         load([str(tmp_path / filename)])
     assert "\n" not in str(info.value)
     assert str(info.value).startswith("--from-manifests: ")
+
+
+def test_timestamps_stay_strings_as_from_the_api(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(SERVICE.replace("  name: web\n", "  name: web\n  creationTimestamp: "
+                                                                      "2026-01-02T03:04:05Z\n"))
+    [svc] = load([str(tmp_path / "s.yaml")]).services
+    assert svc["metadata"]["creationTimestamp"] == "2026-01-02T03:04:05Z"
 
 
 def test_a_missing_path_is_named(tmp_path: Path) -> None:
