@@ -34,7 +34,7 @@ from aetcd import exceptions as etcd_errors
 from aetcd import rpc
 from aetcd.utils import prefix_range_end
 from prometheus_client import Counter, Gauge
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from resolver.changes import KeyChange
 from skydns.etcd import read_prefix
@@ -120,6 +120,11 @@ class _StreamBroke(Exception):
     """The watch had been established and then broke: resume at once, with a fresh backoff."""
 
 
+def _worth_retrying(exc: BaseException) -> bool:
+    """Any error, but not a cancellation (tenacity would swallow it) nor a broken stream (resumed at once)."""
+    return isinstance(exc, Exception) and not isinstance(exc, _StreamBroke)
+
+
 class EtcdMirror:
     """Keeps ``store`` equal to the keys under ``prefix`` in etcd. ``await mirror.run()`` (runs until cancelled)."""
 
@@ -199,7 +204,7 @@ class EtcdMirror:
             retrying = AsyncRetrying(
                 wait=wait_exponential_jitter(multiplier=self._backoff_initial, max=self._backoff_max,
                                              jitter=self._backoff_initial),
-                retry=retry_if_exception_type(RETRYABLE), before_sleep=self._before_retry, reraise=True)
+                retry=retry_if_exception(_worth_retrying), before_sleep=self._before_retry, reraise=True)
             try:
                 async for attempt in retrying:
                     with attempt:
@@ -210,7 +215,13 @@ class EtcdMirror:
 
     def _before_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        if exc is not None:
+        if exc is not None and not isinstance(exc, RETRYABLE):
+            # Not an etcd outage but a bug or bad data: keep serving the last good state, say so loudly, and
+            # rebuild from a fresh full load rather than trust a store an apply may have left half-done.
+            log.error("etcd_mirror_failed", error=repr(exc), exc_info=exc, revision=self.revision)
+            self._need_load = True
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        elif exc is not None:
             self._mark_down(exc)
         log.debug("etcd_retry", attempt=state.attempt_number, error=repr(exc),
                   sleep=round(state.next_action.sleep, 3) if state.next_action else None)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from aetcd import rpc, transactions
 
+from resolver.changes import KeyChange
 from resolver.watch import EtcdMirror, group_by_revision
 from skydns.etcd import EtcdClient, EtcdSettings, read_prefix
 from skydns.localetcd import LocalEtcd
@@ -210,3 +211,27 @@ async def test_etcd_down_at_start_is_retried_until_it_comes(own_etcd: LocalEtcd)
         await asyncio.to_thread(own_etcd.start)
         await asyncio.wait_for(mirror.ready.wait(), 20)
         assert mirror.health()[1]["etcd"] == "connected"
+
+
+class FailingOnceStore(RecordingStore):
+    """A store whose apply fails once (a bug, bad data): the mirror must log, reload and carry on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def apply(self, revision: int, changes: Sequence[KeyChange]) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("boom")
+        super().apply(revision, changes)
+
+
+@pytest.mark.timeout(30)
+async def test_a_failing_apply_is_survived_by_a_reload(etcd: EtcdClient, etcd_server: LocalEtcd) -> None:
+    store = FailingOnceStore()
+    async with running_mirror(etcd_server.endpoint, store) as (mirror, _):
+        await etcd.put(b"/skydns/test/skydns/a", b'{"host":"10.0.0.1"}')
+        await etcd.put(b"/skydns/test/skydns/b", b'{"host":"10.0.0.2"}')
+        await eventually(lambda: in_sync(store, etcd), what="mirror equal to etcd after the failure")
+        assert store.failed and len(store.replaces) == 2 and mirror.is_ready()
