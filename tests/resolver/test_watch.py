@@ -129,21 +129,27 @@ async def test_compaction_past_the_mirror_reloads_whole(own_etcd: LocalEtcd, own
     for i in range(5):
         await own_client.put(f"/skydns/test/skydns/n{i}".encode(), b'{"host":"10.0.0.1"}')
     store = RecordingStore()
-    async with running_mirror(own_etcd.endpoint, store) as (mirror, _):
-        await eventually(lambda: in_sync(store, own_client), what="first load")
-        # Break the watch while etcd moves on and compacts past the mirror's revision.
-        own_etcd.freeze()
-        await eventually(lambda: asyncio.sleep(0, not mirror.connected), timeout=20, what="loss noticed")
-        own_etcd.thaw()
-        own_etcd.stop()
-        await asyncio.to_thread(own_etcd.start)
+    client = EtcdClient(EtcdSettings.from_env(own_etcd.endpoint, env={}))
+    mirror = EtcdMirror(client, store, PREFIX, backoff_initial=0.05, backoff_max=0.5)
+    task = asyncio.create_task(mirror.run())
+    try:
+        await asyncio.wait_for(mirror.ready.wait(), 15)
+        # The mirror is disconnected (its task stopped) while etcd moves on and compacts past its revision.
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        loaded_at = mirror.revision
         await own_client.delete(b"/skydns/test/skydns/n0")
         await own_client.put(b"/skydns/test/skydns/n1", b'{"host":"10.0.0.9"}')
-        await own_client.put(b"/skydns/test/skydns/new", b'{"host":"10.0.0.8"}')
-        rev, _ = await etcd_state(own_client)
+        rev = (await own_client.put(b"/skydns/test/skydns/new", b'{"host":"10.0.0.8"}')).header.revision
         await own_client.compact(rev)
+        task = asyncio.create_task(mirror.run())  # resumes from loaded_at + 1: compacted
         await eventually(lambda: in_sync(store, own_client), timeout=20, what="mirror reloaded after compaction")
-    assert len(store.replaces) >= 2, "a compaction past the mirror's revision must reload"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.close()
+    assert store.replaces == [loaded_at, rev], "a compaction past the mirror's revision reloads at a fresh revision"
+    assert mirror.revision == rev and mirror.loads == 2
 
 
 @pytest.mark.timeout(90)
