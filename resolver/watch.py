@@ -51,6 +51,8 @@ EVENTS_APPLIED = Counter("dnssync_resolver_etcd_events", "Key changes applied fr
 RETRYABLE: tuple[type[BaseException], ...] = (etcd_errors.ClientError, grpc.aio.AioRpcError, OSError, TimeoutError)
 PUT = rpc.Event.PUT
 LEASE_CACHE_SECONDS = 5.0
+LOAD_TIMEOUT = 120.0  # a full read of the prefix, all pages
+LEASE_TIMEOUT = 30.0  # all lease look-ups of one load or one watch response
 LEASE_LOOKUPS_IN_FLIGHT = 32
 
 
@@ -239,8 +241,11 @@ class EtcdMirror:
 
     async def _load(self) -> None:
         started = time.monotonic()
-        revision, kvs = await read_prefix(self.client, self._prefix_bytes, page=self._page)
-        await self._leases.fetch(kv.lease for kv in kvs if kv.lease)
+        # gRPC deadlines bound each call; the asyncio timeouts are a second fence, so that no stuck channel can
+        # hold the mirror for ever (it would silently stop following etcd).
+        revision, kvs = await asyncio.wait_for(read_prefix(self.client, self._prefix_bytes, page=self._page),
+                                               LOAD_TIMEOUT)
+        await asyncio.wait_for(self._leases.fetch(kv.lease for kv in kvs if kv.lease), LEASE_TIMEOUT)
         deadline = self._leases.deadline
         changes = [KeyChange(_key(kv.key), kv.value, kv.mod_revision, deadline(kv.lease) if kv.lease else None)
                    for kv in kvs]
@@ -279,7 +284,7 @@ class EtcdMirror:
         try:
             create = rpc.WatchCreateRequest(key=self._prefix_bytes, range_end=prefix_range_end(self._prefix_bytes),
                                             start_revision=start_revision)
-            await call.write(rpc.WatchRequest(create_request=create))
+            await asyncio.wait_for(call.write(rpc.WatchRequest(create_request=create)), self._create_timeout)
             first = await asyncio.wait_for(call.read(), self._create_timeout)
             self._check(first)
             if not first.created:
@@ -316,7 +321,7 @@ class EtcdMirror:
             return
         leased = [e.kv.lease for e in events if e.type == PUT and e.kv.lease]
         if leased:
-            await self._leases.fetch(leased)
+            await asyncio.wait_for(self._leases.fetch(leased), LEASE_TIMEOUT)
         for revision, changes in group_by_revision(events, self._leases.deadline):
             if revision <= self.revision:
                 continue  # already in the store (cannot happen with etcd's ordering; cheap to be sure)
