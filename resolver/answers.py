@@ -17,8 +17,9 @@
   the reply carries TC=1 and only the question (+ OPT), so the client retries over TCP. TCP allows 65535 bytes.
 
 The cache: encoded answers keyed by the lower-cased question (qname wire bytes, then qtype and qclass). EDNS,
-payload size, the DO bit and UDP/TCP do not split the key: each entry keeps the full answer, the answer without
-the additional section and the truncated reply, and a hit picks one and appends the OPT. On a hit the reply is
+payload size, the DO bit and UDP/TCP do not split the key: each entry keeps the full answer and, when it is over
+512 bytes and has glue, the answer without the additional section; a hit picks the largest form that fits (or
+makes the truncated form: header with TC and the question) and appends the OPT. On a hit the reply is
 the cached bytes with the query's ID, RD/CD bits and question name (original case, same length) patched in;
 owner names that are compression pointers into the question follow the query's case. The hit path parses the
 header and question with slicing (no dnspython); anything unusual goes to the dnspython slow path. In front of
