@@ -1,8 +1,8 @@
 """The CoreDNS ``etcd`` plugin's query semantics, as a pure function of the store and one question.
 
 :meth:`Lookup.resolve` takes a question and returns the rcode and the three sections as ``(owner, ttl, type,
-rdata)`` records (owner names as label tuples; :mod:`resolver.wire` encodes them), plus every etcd path it read (the answer cache uses them to drop exactly the answers a change
-touches). Nothing here does I/O.
+rdata)`` records (owner names as label tuples; :mod:`resolver.wire` encodes them), plus every etcd path it read
+(the answer cache uses them to drop exactly the answers a change touches). Nothing here does I/O.
 
 What is reproduced (see ``/work/shared/reference/coredns-etcd-plugin.md`` for the plugin's behaviour):
 
