@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from resolver.changes import KeyChange
-from resolver.store import Store
+from resolver.store import Fields, Store, _fast_decode
+from skydns.record import RecordDecodeError, decode
 
 
 def put(key: str, value: str, rev: int, lease: float | None = None) -> KeyChange:
@@ -174,3 +178,26 @@ def test_lease_deadline_change_alone_updates_the_entry() -> None:
     store.replace(3, [put("/skydns/t/a", '{"host":"10.0.0.1"}', 2, lease=200.0)])
     entry = store.get("/skydns/t/a")
     assert entry is not None and entry.lease_deadline == 200.0
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**64), max_value=2**64) | st.floats(allow_nan=False)
+    | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner, max_size=2), max_leaves=4)
+field_names = st.sampled_from(["host", "port", "priority", "weight", "text", "mail", "ttl", "targetstrip", "group",
+                               "owner", "resource", "Host", "TTL", "setIdentifier", "other"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(field_names, json_values, max_size=6) | json_values, st.sampled_from(["", " ", "\n"]))
+def test_the_fast_decoder_agrees_with_the_codec(data: object, pad: str) -> None:
+    raw = (pad + json.dumps(data) + pad).encode()
+    try:
+        expected: object = Fields.of(decode(raw, "k"))
+    except RecordDecodeError as exc:
+        expected = exc.reason
+    try:
+        got: object = _fast_decode(raw, "k")
+    except RecordDecodeError as exc:
+        got = exc.reason
+    assert got == expected
