@@ -124,10 +124,10 @@ check() {  # both servers give the same answer for a sample name
 check
 
 # --- measurements ----------------------------------------------------------------------------------------------
-run_dnsperf() {  # port -> "qps avg_ms"
+run_dnsperf() {  # port -> "qps avg_ms lost noerror%"
   taskset -c 1 dnsperf -s 127.0.0.1 -p "$1" -d "$WORK/queries.txt" -l "$SECONDS_PER_RUN" -c 4 -q 200 2>&1 \
     | awk '/Queries per second:/ {q=$4} /Average Latency \(s\):/ {a=$4*1000} /Queries lost:/ {l=$3}
-           END {printf "%d %.3f %s\n", q, a, l}'
+           /Response codes:/ {r=$3 $4} END {printf "%d %.3f %s %s\n", q, a, l, r}'
 }
 declare -A QPS AVG
 for server in resolver knot; do
@@ -136,8 +136,8 @@ for server in resolver knot; do
   taskset -c 1 dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/queries.txt" -n 1 -c 4 -q 200 >/dev/null 2>&1
   QPS[$server]=""; AVG[$server]=""
   for run in $(seq "$RUNS"); do
-    read -r q a lost < <(run_dnsperf "$port")
-    echo "$server run $run: $q qps, avg $a ms, lost $lost" >&2
+    read -r q a lost rcodes < <(run_dnsperf "$port")
+    echo "$server run $run: $q qps, avg $a ms, lost $lost, response codes $rcodes" >&2
     QPS[$server]+="$q "; AVG[$server]+="$a "
   done
   taskset -c 1 "$PY" "$ROOT/bench/latency_probe.py" 127.0.0.1 "$port" "$WORK/queries.txt" \
