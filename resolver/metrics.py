@@ -11,13 +11,16 @@ Metric names:
 * ``dnssync_resolver_answer_cache_hits_total`` / ``..._misses_total`` - encoded-answer cache lookups;
 * ``dnssync_resolver_answer_cache_invalidations_total`` - cached answers dropped because the records changed;
 * ``dnssync_resolver_answer_cache_entries`` - cached answers now;
-* ``dnssync_resolver_internal_errors_total`` - queries whose handling failed unexpectedly (answered SERVFAIL).
+* ``dnssync_resolver_internal_errors_total`` - queries whose handling failed unexpectedly (answered SERVFAIL);
+* ``dnssync_resolver_records`` / ``dnssync_resolver_bad_records`` - keys in the in-memory store now, and those of
+  them whose value did not decode.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import dns.rcode
 from prometheus_client import REGISTRY, Counter
@@ -44,6 +47,12 @@ class AnswerStats:
 
 
 _SOURCES: weakref.WeakSet[AnswerStats] = weakref.WeakSet()
+_STORES: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def track_store(store: Any) -> None:
+    """Export ``len(store)`` and ``store.bad_keys`` at scrape time (the store calls this itself)."""
+    _STORES.add(store)
 
 
 class _AnswerCollector(Collector):
@@ -68,6 +77,11 @@ class _AnswerCollector(Collector):
                                   value=sum(s.invalidations for s in sources))
         yield GaugeMetricFamily("dnssync_resolver_answer_cache_entries", "Encoded answers cached now",
                                 value=sum(s.cache_entries for s in sources))
+        stores = list(_STORES)
+        yield GaugeMetricFamily("dnssync_resolver_records", "Keys in the in-memory store",
+                                value=sum(len(st) for st in stores))
+        yield GaugeMetricFamily("dnssync_resolver_bad_records", "Keys in the store whose value did not decode",
+                                value=sum(st.bad_keys for st in stores))
 
     def describe(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         return iter(())

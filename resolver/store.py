@@ -197,6 +197,8 @@ class Store:
         self._base = self.prefix + "/"
         self.revision = 0
         self.bad_values = 0
+        self._bad_keys = 0
+        metrics.track_store(self)
         self._entries: dict[str, Entry] = {}
         self._keys: list[str] = []
         self._listeners: list[Listener] = []
@@ -235,7 +237,7 @@ class Store:
     @property
     def bad_keys(self) -> int:
         """How many keys currently hold a value that did not decode."""
-        return sum(1 for e in self._entries.values() if e.record is None)
+        return self._bad_keys
 
     # -- zone serials --------------------------------------------------------------------------------------
 
@@ -318,14 +320,19 @@ class Store:
         changed: set[str] = set()
         entries, keys = self._entries, self._keys
         for key, new in staged:
+            old = entries.get(key)
+            if old is not None and old.record is None:
+                self._bad_keys -= 1
             if new is None:
-                if entries.pop(key, None) is not None:
-                    i = bisect.bisect_left(keys, key)
-                    del keys[i]
+                if old is not None:
+                    del entries[key]
+                    del keys[bisect.bisect_left(keys, key)]
                     changed.add(key)
                 continue
-            if key not in entries:
+            if old is None:
                 bisect.insort(keys, key)
+            if new.record is None:
+                self._bad_keys += 1
             entries[key] = new
             changed.add(key)
         self.revision = revision
@@ -367,9 +374,11 @@ class Store:
                 bad_count += bad
             entries[key] = entry
         keys = sorted(entries)
+        bad_keys = sum(1 for e in entries.values() if e.record is None) if bad_count or self._bad_keys else 0
         old_signatures = {} if first_load else {path: self._signature(path) for path in self._tracked}
         # The swap: from here on readers see only the new state.
         self._entries, self._keys = entries, keys
+        self._bad_keys = bad_keys
         self.revision = revision
         self.bad_values += bad_count
         for path in self._tracked:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 
@@ -201,3 +202,29 @@ def test_the_fast_decoder_agrees_with_the_codec(data: object, pad: str) -> None:
     except RecordDecodeError as exc:
         got = exc.reason
     assert got == expected
+
+
+def test_store_size_and_bad_records_are_exported() -> None:
+    gc.collect()  # the gauges sum every live store: let no other store vanish between the samples
+    gc.disable()
+    try:
+        exported_store_gauges()
+    finally:
+        gc.enable()
+
+
+def exported_store_gauges() -> None:
+    store = Store("/metrics-test")
+    store.replace(3, [KeyChange("/metrics-test/t/a", b'{"host":"10.0.0.1"}', 1),
+                      KeyChange("/metrics-test/t/b", b"bad", 2)])
+    records = REGISTRY.get_sample_value("dnssync_resolver_records") or 0.0
+    bad = REGISTRY.get_sample_value("dnssync_resolver_bad_records") or 0.0
+    assert store.bad_keys == 1 and len(store) == 2
+    store.apply(4, [KeyChange("/metrics-test/t/b", None, 4), KeyChange("/metrics-test/t/c", b"{}", 4)])
+    assert store.bad_keys == 0
+    assert REGISTRY.get_sample_value("dnssync_resolver_records") == records
+    assert REGISTRY.get_sample_value("dnssync_resolver_bad_records") == bad - 1
+    store.apply(5, [KeyChange("/metrics-test/t/a", b"[", 5)])
+    assert store.bad_keys == 1
+    store.replace(6, [KeyChange("/metrics-test/t/a", b"[", 5)])
+    assert store.bad_keys == 1 and len(store) == 1
