@@ -84,11 +84,12 @@ RES_PORT=$(free_port); RES_HTTP=$(free_port)
 taskset -c 0 "$ROOT/.venv/bin/dnssync-resolver" --zone bench.test. --etcd-endpoints "$ETCD" \
   --listen "127.0.0.1:$RES_PORT" --http-listen "127.0.0.1:$RES_HTTP" --log-level warning >"$WORK/resolver.log" 2>&1 &
 PIDS+=($!)
+ready() { "$PY" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$RES_HTTP/readyz', timeout=1)" 2>/dev/null; }
 for _ in $(seq 200); do
-  curl -fs "http://127.0.0.1:$RES_HTTP/readyz" >/dev/null 2>&1 && break
+  ready && break
   sleep 0.1
 done
-curl -fs "http://127.0.0.1:$RES_HTTP/readyz" >/dev/null || { echo "resolver not ready" >&2; cat "$WORK/resolver.log" >&2; exit 1; }
+ready || { echo "resolver not ready" >&2; cat "$WORK/resolver.log" >&2; exit 1; }
 
 # --- knotd with the same names, pinned to CPU 0 ----------------------------------------------------------------
 KNOT_PORT=$(free_port)
