@@ -12,6 +12,9 @@ Rules (the same the Go clientv3 users follow):
   last applied revision + 1, with exponential backoff (tenacity); nothing is missed and nothing applied twice;
 * that revision was compacted: reload at a fresh revision while the old state keeps being served, swap the new
   one in whole, watch from there;
+* after every third failed attempt in a row, or an authentication error (an expired etcd token), the gRPC
+  channel is rebuilt (and the client re-authenticates);
+* any other failure (a bug, a store that raised) is logged as an error and repaired by a full reload;
 * while etcd is unreachable the last good state keeps being served; :meth:`EtcdMirror.health` says so, the log
   says so once (a warning on loss, an info on recovery; single retries only at debug level).
 
@@ -51,6 +54,7 @@ EVENTS_APPLIED = Counter("dnssync_resolver_etcd_events", "Key changes applied fr
 RETRYABLE: tuple[type[BaseException], ...] = (etcd_errors.ClientError, grpc.aio.AioRpcError, OSError, TimeoutError)
 PUT = rpc.Event.PUT
 LEASE_CACHE_SECONDS = 5.0
+RECONNECT_EVERY = 3  # failed attempts in a row after which the gRPC channel is rebuilt
 LOAD_TIMEOUT = 120.0  # a full read of the prefix, all pages
 LEASE_TIMEOUT = 30.0  # all lease look-ups of one load or one watch response
 LEASE_LOOKUPS_IN_FLIGHT = 32
@@ -122,6 +126,12 @@ class _StreamBroke(Exception):
     """The watch had been established and then broke: resume at once, with a fresh backoff."""
 
 
+def _is_auth_error(exc: BaseException) -> bool:
+    if isinstance(exc, etcd_errors.UnauthenticatedError):
+        return True
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 def _worth_retrying(exc: BaseException) -> bool:
     """Any error, but not a cancellation (tenacity would swallow it) nor a broken stream (resumed at once)."""
     return isinstance(exc, Exception) and not isinstance(exc, _StreamBroke)
@@ -151,6 +161,7 @@ class EtcdMirror:
         self.loads = 0
         self.watch_restarts = 0
         self._need_load = True
+        self._new_channel = False
         self._warned = False
         self._applied = asyncio.Condition()
 
@@ -225,11 +236,20 @@ class EtcdMirror:
             self.last_error = f"{type(exc).__name__}: {exc}"
         elif exc is not None:
             self._mark_down(exc)
+        if exc is not None and (state.attempt_number % RECONNECT_EVERY == 0 or _is_auth_error(exc)):
+            self._new_channel = True  # an expired auth token, or a channel in a bad state: start afresh
         log.debug("etcd_retry", attempt=state.attempt_number, error=repr(exc),
                   sleep=round(state.next_action.sleep, 3) if state.next_action else None)
 
     async def _session(self) -> None:
-        await self.client.connect()
+        if self._new_channel:
+            self._new_channel = False
+            log.debug("etcd_new_channel")
+            try:
+                await asyncio.wait_for(self.client.close(), self._create_timeout)
+            except Exception as exc:  # closing a broken channel may fail; the new one is what matters
+                log.debug("etcd_channel_close_failed", error=repr(exc))
+        await self.client.connect()  # (re)authenticates when the client was closed
         while True:
             if self._need_load:
                 await self._load()
