@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pytest
 from aetcd import rpc, transactions
@@ -241,3 +244,33 @@ async def test_a_failing_apply_is_survived_by_a_reload(etcd: EtcdClient, etcd_se
         await etcd.put(b"/skydns/test/skydns/b", b'{"host":"10.0.0.2"}')
         await eventually(lambda: in_sync(store, etcd), what="mirror equal to etcd after the failure")
         assert store.failed and len(store.replaces) == 2 and mirror.is_ready()
+
+
+@pytest.mark.timeout(60)
+async def test_an_etcd_with_authentication_is_followed(own_etcd: LocalEtcd) -> None:
+    etcdctl = [str(Path(sys.executable).parent / "etcdctl"), "--endpoints", own_etcd.endpoint]
+
+    def ctl(*args: str) -> None:
+        subprocess.run([*etcdctl, *args], check=True, capture_output=True, timeout=20)
+
+    await asyncio.to_thread(ctl, "user", "add", "root:s3cret")
+    await asyncio.to_thread(ctl, "auth", "enable")
+    await asyncio.to_thread(ctl, "--user", "root:s3cret", "put", "/skydns/test/skydns/a", '{"host":"10.0.0.1"}')
+    settings = EtcdSettings.from_env(own_etcd.endpoint, env={"ETCD_USERNAME": "root", "ETCD_PASSWORD": "s3cret"})
+    client = EtcdClient(settings)
+    store = RecordingStore()
+    mirror = EtcdMirror(client, store, PREFIX, backoff_initial=0.05, backoff_max=0.5)
+    task = asyncio.create_task(mirror.run())
+    try:
+        await asyncio.wait_for(mirror.ready.wait(), 15)
+        assert mirrored(store) == {"/skydns/test/skydns/a": b'{"host":"10.0.0.1"}'}
+        await asyncio.to_thread(ctl, "--user", "root:s3cret", "put", "/skydns/test/skydns/b", '{"host":"10.0.0.2"}')
+
+        async def followed() -> bool:
+            return "/skydns/test/skydns/b" in store.keys
+
+        await eventually(followed, what="a change seen through the authenticated watch")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.close()
