@@ -28,7 +28,7 @@ import structlog
 
 from resolver.http import HealthServer
 from resolver.server import DnsServer, Respond, parse_hostport, servfail
-from resolver.watch import EtcdMirror, MirrorStore
+from resolver.watch import EtcdMirror, MirrorStore, within
 from skydns import logs
 from skydns.etcd import EtcdClient, EtcdConfigError, EtcdSettings
 from skydns.names import InvalidNameError, normalize_name, normalize_prefix
@@ -211,7 +211,7 @@ class Resolver:
         await self.dns.close()
         if self.client is not None:
             try:
-                await asyncio.wait_for(self.client.close(), 5)
+                await within(5, self.client.close())
             except Exception as exc:  # closing a channel to a dead etcd must not block the exit
                 log.debug("etcd_close_failed", error=repr(exc))
 

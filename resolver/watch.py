@@ -19,17 +19,20 @@ Rules (the same the Go clientv3 users follow):
   says so once (a warning on loss, an info on recovery; single retries only at debug level).
 
 Keys attached to an etcd lease carry the instant their lease runs out (``KeyChange.lease_deadline``), from
-etcd's LeaseTimeToLive, cached per lease for a few seconds so a load of many keys on one lease asks once.
+etcd's LeaseTimeToLive, cached per lease for a few seconds so a load of many keys on one lease asks once. A
+lease kept alive makes no watch event, so every 10 s the TTLs of the leases holding keys are read again and the
+keys whose deadline moved are handed to the store again (same value and revision, new deadline).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import gc
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import structlog
@@ -43,6 +46,7 @@ from resolver.changes import KeyChange
 from skydns.etcd import read_prefix
 
 log = structlog.get_logger("resolver.watch")
+T = TypeVar("T")
 
 ETCD_CONNECTED = Gauge("dnssync_resolver_etcd_connected", "1 while the etcd watch is established")
 MIRROR_REVISION = Gauge("dnssync_resolver_etcd_revision", "The last etcd revision applied to the in-memory store")
@@ -54,6 +58,7 @@ EVENTS_APPLIED = Counter("dnssync_resolver_etcd_events", "Key changes applied fr
 RETRYABLE: tuple[type[BaseException], ...] = (etcd_errors.ClientError, grpc.aio.AioRpcError, OSError, TimeoutError)
 PUT = rpc.Event.PUT
 LEASE_CACHE_SECONDS = 5.0
+LEASE_REFRESH_SECONDS = 10.0  # how often kept-alive leases are re-read (their keys' TTLs follow)
 RECONNECT_EVERY = 3  # failed attempts in a row after which the gRPC channel is rebuilt
 LOAD_TIMEOUT = 120.0  # a full read of the prefix, all pages
 LEASE_TIMEOUT = 30.0  # all lease look-ups of one load or one watch response
@@ -63,6 +68,14 @@ LEASE_LOOKUPS_IN_FLIGHT = 32
 class MirrorStore(Protocol):
     def replace(self, revision: int, changes: Iterable[KeyChange]) -> None: ...
     def apply(self, revision: int, changes: Sequence[KeyChange]) -> None: ...
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """``await awaitable`` with a time limit (``TimeoutError``). Unlike ``asyncio.wait_for`` on Python 3.11, it
+    never swallows a cancellation that arrives as the awaitable completes (which would leave a stopping mirror
+    running, waiting on a quiet watch)."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 def _key(raw: bytes) -> str:
@@ -95,10 +108,11 @@ class LeaseDeadlines:
         self._max_age = max_age
         self._known: dict[int, tuple[float, float]] = {}  # id -> (deadline, fetched at)
 
-    async def fetch(self, lease_ids: Iterable[int]) -> None:
-        """Ask etcd for every lease not known (or known for too long); raises the client's errors."""
+    async def fetch(self, lease_ids: Iterable[int], force: bool = False) -> None:
+        """Ask etcd for every lease not known (or known for too long, or all: ``force``); raises client errors."""
         now = time.monotonic()
-        wanted = {i for i in lease_ids if i and (i not in self._known or now - self._known[i][1] > self._max_age)}
+        wanted = {i for i in lease_ids
+                  if i and (force or i not in self._known or now - self._known[i][1] > self._max_age)}
         if not wanted:
             return
         if len(self._known) > 100_000:
@@ -142,7 +156,8 @@ class EtcdMirror:
 
     def __init__(self, client: Any, store: MirrorStore, prefix: str = "/skydns", *,
                  on_first_load: Callable[[], None] | None = None, backoff_initial: float = 0.1,
-                 backoff_max: float = 5.0, create_timeout: float = 5.0, page: int = 5000) -> None:
+                 backoff_max: float = 5.0, create_timeout: float = 5.0, page: int = 5000,
+                 lease_refresh: float = LEASE_REFRESH_SECONDS) -> None:
         self.client = client
         self.store = store
         self.prefix = prefix.rstrip("/") + "/"
@@ -153,6 +168,8 @@ class EtcdMirror:
         self._create_timeout = create_timeout
         self._page = page
         self._leases = LeaseDeadlines(client)
+        self._lease_refresh = lease_refresh
+        self._leased: dict[str, tuple[int, KeyChange]] = {}  # key -> (lease id, the change the store holds)
         self.revision = 0  # last etcd revision applied to the store
         self.ready = asyncio.Event()  # set once the first full load is in the store
         self.connected = False
@@ -213,6 +230,15 @@ class EtcdMirror:
     # -- the loop ---------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        refresher = asyncio.create_task(self._refresh_leases_forever(), name="etcd-lease-refresh")
+        try:
+            await self._run()
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+
+    async def _run(self) -> None:
         while True:
             retrying = AsyncRetrying(
                 wait=wait_exponential_jitter(multiplier=self._backoff_initial, max=self._backoff_max,
@@ -246,7 +272,7 @@ class EtcdMirror:
             self._new_channel = False
             log.debug("etcd_new_channel")
             try:
-                await asyncio.wait_for(self.client.close(), self._create_timeout)
+                await within(self._create_timeout, self.client.close())
             except Exception as exc:  # closing a broken channel may fail; the new one is what matters
                 log.debug("etcd_channel_close_failed", error=repr(exc))
         await self.client.connect()  # (re)authenticates when the client was closed
@@ -263,12 +289,12 @@ class EtcdMirror:
         started = time.monotonic()
         # gRPC deadlines bound each call; the asyncio timeouts are a second fence, so that no stuck channel can
         # hold the mirror for ever (it would silently stop following etcd).
-        revision, kvs = await asyncio.wait_for(read_prefix(self.client, self._prefix_bytes, page=self._page),
-                                               LOAD_TIMEOUT)
-        await asyncio.wait_for(self._leases.fetch(kv.lease for kv in kvs if kv.lease), LEASE_TIMEOUT)
+        revision, kvs = await within(LOAD_TIMEOUT, read_prefix(self.client, self._prefix_bytes, page=self._page))
+        await within(LEASE_TIMEOUT, self._leases.fetch(kv.lease for kv in kvs if kv.lease))
         deadline = self._leases.deadline
         changes = [KeyChange(_key(kv.key), kv.value, kv.mod_revision, deadline(kv.lease) if kv.lease else None)
                    for kv in kvs]
+        self._leased = {c.key: (kv.lease, c) for kv, c in zip(kvs, changes, strict=True) if kv.lease}
         loaded = len(changes)
         del kvs
         self.store.replace(revision, changes)
@@ -304,8 +330,8 @@ class EtcdMirror:
         try:
             create = rpc.WatchCreateRequest(key=self._prefix_bytes, range_end=prefix_range_end(self._prefix_bytes),
                                             start_revision=start_revision)
-            await asyncio.wait_for(call.write(rpc.WatchRequest(create_request=create)), self._create_timeout)
-            first = await asyncio.wait_for(call.read(), self._create_timeout)
+            await within(self._create_timeout, call.write(rpc.WatchRequest(create_request=create)))
+            first = await within(self._create_timeout, call.read())
             self._check(first)
             if not first.created:
                 raise etcd_errors.ClientError("etcd watch: no 'created' response")
@@ -339,12 +365,53 @@ class EtcdMirror:
     async def _apply(self, events: Sequence[Any]) -> None:
         if not events:
             return
-        leased = [e.kv.lease for e in events if e.type == PUT and e.kv.lease]
-        if leased:
-            await asyncio.wait_for(self._leases.fetch(leased), LEASE_TIMEOUT)
+        leases_by_key = {_key(e.kv.key): e.kv.lease for e in events if e.type == PUT and e.kv.lease}
+        if leases_by_key:
+            await within(LEASE_TIMEOUT, self._leases.fetch(leases_by_key.values()))
         for revision, changes in group_by_revision(events, self._leases.deadline):
             if revision <= self.revision:
                 continue  # already in the store (cannot happen with etcd's ordering; cheap to be sure)
             self.store.apply(revision, changes)
             EVENTS_APPLIED.inc(len(changes))
+            self._track_leases(changes, leases_by_key)
             await self._advance(revision)
+
+    def _track_leases(self, changes: Sequence[KeyChange], leases_by_key: dict[str, int]) -> None:
+        for change in changes:
+            lease = leases_by_key.get(change.key) if change.value is not None else None
+            if lease and change.lease_deadline is not None:
+                self._leased[change.key] = (lease, change)
+            else:
+                self._leased.pop(change.key, None)
+
+    # -- lease keep-alives ------------------------------------------------------------------------------------
+
+    async def _refresh_leases_forever(self) -> None:
+        """A kept-alive lease produces no watch event: re-read the leases' TTLs now and then."""
+        while True:
+            await asyncio.sleep(self._lease_refresh)
+            if not self._leased or not self.connected:
+                continue
+            try:
+                await within(LEASE_TIMEOUT, self.refresh_leases())
+            except Exception as exc:  # etcd is away: the watch loop reports it; try again next period
+                log.debug("lease_refresh_failed", error=repr(exc))
+
+    async def refresh_leases(self) -> int:
+        """Ask etcd for the TTL of every lease holding a key; hand the store the keys whose deadline moved.
+
+        Returns how many keys were updated. The update is applied at the store's current revision (the keys'
+        values and mod revisions are unchanged); only the answers built from those keys are re-made.
+        """
+        await self._leases.fetch({lease for lease, _ in self._leased.values()}, force=True)
+        deadline = self._leases.deadline
+        moved = []
+        for key, (lease, change) in self._leased.items():
+            new = deadline(lease)
+            if new is not None and change.lease_deadline is not None and abs(new - change.lease_deadline) > 1.0:
+                moved.append(KeyChange(key, change.value, change.mod_revision, new))
+        if moved:
+            self.store.apply(self.revision, moved)
+            for change in moved:
+                self._leased[change.key] = (self._leased[change.key][0], change)
+        return len(moved)

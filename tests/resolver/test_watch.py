@@ -40,8 +40,8 @@ async def running_mirror(endpoint: str, store: RecordingStore, wait_ready: bool 
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await client.close()
+            await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(client.close(), 10)
 
 
 async def etcd_state(client: EtcdClient) -> tuple[int, dict[str, bytes]]:
@@ -125,6 +125,36 @@ async def test_leased_keys_carry_their_deadline(etcd: EtcdClient, etcd_server: L
         await lease.revoke()
         await eventually(lambda: in_sync(store, etcd), what="revoked lease's key deleted")
         assert "/skydns/test/skydns/leased1" not in store.keys
+
+
+@pytest.mark.timeout(30)
+async def test_a_kept_alive_lease_moves_its_keys_deadline(etcd: EtcdClient, etcd_server: LocalEtcd) -> None:
+    lease = await etcd.lease(100)
+    await etcd.put(b"/skydns/test/skydns/kept", b'{"host":"10.0.0.1"}', lease=lease)
+    store = RecordingStore()
+    client = EtcdClient(EtcdSettings.from_env(etcd_server.endpoint, env={}))
+    mirror = EtcdMirror(client, store, PREFIX, lease_refresh=0.1)
+    task = asyncio.create_task(mirror.run())
+    try:
+        await asyncio.wait_for(mirror.ready.wait(), 15)
+        first = store.keys["/skydns/test/skydns/kept"].lease_deadline
+        assert first is not None
+        loaded_at, refreshed = time.monotonic(), False
+
+        async def moved() -> bool:
+            nonlocal refreshed
+            if not refreshed and time.monotonic() > loaded_at + 2.5:  # TTLs count in whole seconds
+                await asyncio.wait_for(lease.refresh(), 5)  # a keep-alive: the lease has 100 s left again
+                refreshed = True
+            now = store.keys["/skydns/test/skydns/kept"].lease_deadline
+            return now is not None and now > first + 1.0
+
+        await eventually(moved, timeout=10, what="the deadline to follow the keep-alive")
+        assert len(store.replaces) == 1 and store.applies[-1][0] == store.replaces[0]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.close()
 
 
 @pytest.mark.timeout(60)
