@@ -213,3 +213,22 @@ async def test_every_case_of_the_table_over_udp_and_tcp(etcd: EtcdClient, etcd_s
     finally:
         await resolver.stop()
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures[:10])
+
+
+@pytest.mark.timeout(30)
+async def test_a_leased_key_answers_with_its_remaining_lease_time(etcd: EtcdClient, resolver: Resolver) -> None:
+    lease = await etcd.lease(45)
+    await etcd.put(b"/skydns/test/skydns/leased", value("10.0.0.5", ttl=300), lease=lease)
+    await etcd.put(b"/skydns/test/skydns/plain", value("10.0.0.6", ttl=300))
+    await eventually(lambda: answer_is(resolver, "plain.skydns.test.", {"10.0.0.6"}), what="both written")
+    leased = await query(resolver.dns_address, "leased.skydns.test.")
+    assert addresses(leased) == {"10.0.0.5"}
+    assert 30 <= leased.answer[0].ttl <= 45, "the lease's remaining time, not the record's 300"
+    plain = await query(resolver.dns_address, "plain.skydns.test.")
+    assert plain.answer[0].ttl == 300
+    await lease.revoke()
+
+    async def gone() -> bool:
+        return (await query(resolver.dns_address, "leased.skydns.test.")).rcode() == dns.rcode.NXDOMAIN
+
+    await eventually(gone, what="the key gone with its lease")
