@@ -10,7 +10,7 @@ This is the one I/O helper in ``skydns`` (the format modules stay pure). Setting
 
 The client fixes the traps of aetcd 1.0: it has no TLS (we build the secure channel ourselves), gRPC's 4 MiB
 receive limit (raised), no keepalive (set, including ``grpc.http2.ping_timeout_ms``, so a frozen etcd breaks a
-watch within ~10 s instead of hanging it), and its range API cannot read at a revision or page (we call the raw
+watch within ~15 s instead of hanging it), and its range API cannot read at a revision or page (we call the raw
 ``Range`` RPC in :func:`read_prefix`).
 """
 
@@ -35,7 +35,7 @@ TRUE_WORDS = {"1", "true", "yes"}
 CHANNEL_OPTIONS: dict[str, Any] = {
     "grpc.max_receive_message_length": 256 << 20,
     "grpc.max_send_message_length": 64 << 20,
-    "grpc.keepalive_time_ms": 5000,
+    "grpc.keepalive_time_ms": 10000,  # above etcd's 5 s minimum, or it answers too_many_pings
     "grpc.keepalive_timeout_ms": 3000,
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.http2.max_pings_without_data": 0,
