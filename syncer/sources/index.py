@@ -31,6 +31,15 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def load_balancer_targets(obj: Mapping[str, Any]) -> list[str]:
+    """``status.loadBalancer.ingress[]``: each entry's ``ip`` and ``hostname`` (both when both are set)."""
+    targets: list[str] = []
+    for lb in as_list(as_map(as_map(obj.get("status")).get("loadBalancer")).get("ingress")):
+        lb = as_map(lb)
+        targets.extend(str(lb[k]) for k in ("ip", "hostname") if lb.get(k))
+    return targets
+
+
 def str_map(value: Any) -> dict[str, str]:
     """Labels or annotations as ``str -> str`` (non-string values are turned into strings, ``None`` dropped)."""
     if not isinstance(value, dict):

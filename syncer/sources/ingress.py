@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from syncer.annotations import HOSTNAME_SOURCE_ANNOTATION_ONLY, HOSTNAME_SOURCE_DEFINED_HOSTS_ONLY, Annotations
-from syncer.sources.index import as_list, as_map, str_map
+from syncer.sources.index import as_list, as_map, load_balancer_targets, str_map
 from syncer.sources.records import ObjectRecords
 
 INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
@@ -58,14 +58,7 @@ def ingress_targets(ing: Mapping[str, Any], ann: Annotations) -> list[str]:
     override = ann.targets()
     if override:
         return override
-    targets: list[str] = []
-    for lb in as_list(as_map(as_map(ing.get("status")).get("loadBalancer")).get("ingress")):
-        lb = as_map(lb)
-        if lb.get("ip"):
-            targets.append(str(lb["ip"]))
-        if lb.get("hostname"):
-            targets.append(str(lb["hostname"]))
-    return targets
+    return load_balancer_targets(ing)
 
 
 def ingress_records(ing: Mapping[str, Any], ann: Annotations, hostnames: list[str], records: ObjectRecords) -> None:

@@ -36,7 +36,15 @@ from syncer.annotations import (
     ENDPOINTS_TYPE_NODE_EXTERNAL_IP,
     Annotations,
 )
-from syncer.sources.index import ClusterIndex, as_list, as_map, meta, selector_matches, str_map
+from syncer.sources.index import (
+    ClusterIndex,
+    as_list,
+    as_map,
+    load_balancer_targets,
+    meta,
+    selector_matches,
+    str_map,
+)
 from syncer.sources.records import ObjectRecords
 
 NO_LB_STATUS = "no targets yet (status.loadBalancer is empty)"
@@ -90,7 +98,7 @@ class ServiceContext:
             else:
                 targets = [str(ip) for ip in as_list(self.spec.get("externalIPs")) if ip]
                 if not targets:
-                    targets = self._lb_status_targets()
+                    targets = load_balancer_targets(self.svc)
                     why_none = NO_LB_STATUS
         elif self.type == "ClusterIP":
             if self.cluster_ip == "None":
@@ -126,16 +134,6 @@ class ServiceContext:
         if not self.cluster_ip:
             return [], "no targets: spec.clusterIP is not set yet"
         return [self.cluster_ip], ""
-
-    def _lb_status_targets(self) -> list[str]:
-        targets: list[str] = []
-        for lb in as_list(as_map(as_map(self.svc.get("status")).get("loadBalancer")).get("ingress")):
-            lb = as_map(lb)
-            if lb.get("ip"):
-                targets.append(str(lb["ip"]))
-            if lb.get("hostname"):
-                targets.append(str(lb["hostname"]))
-        return targets
 
     def _nodeport_why_none(self) -> str:
         if self.spec.get("externalTrafficPolicy") == "Local":
