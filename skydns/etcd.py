@@ -4,20 +4,34 @@ This is the one I/O helper in ``skydns`` (the format modules stay pure). Setting
 
 * endpoints from the ``--etcd-endpoints`` flag, else ``ETCD_URLS`` (comma-separated), else
   ``http://localhost:2379``; every URL must start with ``http://`` or ``https://``;
-* TLS when the first URL is ``https://``: ``ETCD_CA_FILE``, ``ETCD_CERT_FILE`` + ``ETCD_KEY_FILE`` (both or
-  neither), ``ETCD_TLS_SERVER_NAME``, ``ETCD_TLS_INSECURE`` (``true``/``yes``/``1``: accept any server name);
+* TLS when the first URL is ``https://``: ``ETCD_CA_FILE`` (else gRPC's built-in roots), ``ETCD_CERT_FILE`` +
+  ``ETCD_KEY_FILE`` (both or neither: the client certificate), ``ETCD_TLS_SERVER_NAME`` (the name checked against
+  the server's certificate and sent as SNI instead of the URL's host), ``ETCD_TLS_INSECURE`` (see below);
 * auth: ``ETCD_USERNAME`` + ``ETCD_PASSWORD`` (both or neither).
 
 The client fixes the traps of aetcd 1.0: it has no TLS (we build the secure channel ourselves), gRPC's 4 MiB
 receive limit (raised), no keepalive (set, including ``grpc.http2.ping_timeout_ms``, so a frozen etcd breaks a
 watch within ~15 s instead of hanging it), and its range API cannot read at a revision or page (we call the raw
 ``Range`` RPC in :func:`read_prefix`).
+
+``ETCD_TLS_INSECURE`` (``true``/``yes``/``1``). ExternalDNS (Go) sets ``InsecureSkipVerify``; gRPC's Python API
+cannot turn certificate verification off, it can only choose the trusted roots and the checked name. So on each
+:meth:`EtcdClient.connect` the client first reads, without verifying it, the certificate each endpoint presents
+(a plain TLS handshake, with the client certificate if one is set), then builds the channel trusting those
+certificates (plus ``ETCD_CA_FILE``) and checking a name they carry. Effect: any server certificate is accepted
+(unknown CA, self-signed, a name that matches neither the URL nor ``ETCD_TLS_SERVER_NAME``), but it is pinned
+for the life of that channel: a certificate swapped after ``connect()`` is refused until the client is closed
+and connected again (the resolver does that when it keeps failing). With several endpoints the checked name is
+one that all their certificates carry, else the first one's (members whose certificates lack it are refused).
+The traffic is still encrypted; the server is not authenticated - use it only for tests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -118,6 +132,14 @@ def _is_ipv4(host: str) -> bool:
     return len(parts) == 4 and all(p.isdigit() for p in parts)
 
 
+def _certificate_names(cert: dict[str, Any]) -> list[str]:
+    """The names a decoded certificate (``SSLSocket.getpeercert()``) carries: DNS and IP SANs, else its CN."""
+    names = [value for kind, value in cert.get("subjectAltName", ()) if kind in ("DNS", "IP Address")]
+    if not names:
+        names = [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
+    return names
+
+
 def _read(path: str | None) -> bytes | None:
     if not path:
         return None
@@ -138,6 +160,7 @@ class EtcdClient(aetcd.Client):
                          timeout=timeout, options=options)
         self.settings = settings
         self._is_connecting: bool = False
+        self._pinned: tuple[bytes, str] | None = None  # ETCD_TLS_INSECURE: (PEM certificates, name to check)
 
     async def connect(self) -> None:
         """aetcd's connect(), but over our channel (TLS, several endpoints); a no-op once connected."""
@@ -148,6 +171,8 @@ class EtcdClient(aetcd.Client):
             return
         self._is_connecting = True
         try:
+            if self.settings.secure and self.settings.insecure:
+                self._pinned = await self._presented_certificates()
             self.channel = self._channel()
             if self._username is not None:
                 self.auth_stub = rpc.AuthStub(self.channel)
@@ -169,20 +194,86 @@ class EtcdClient(aetcd.Client):
 
     def _channel(self) -> grpc.aio.Channel:
         target = self.settings.grpc_target()
-        opts = list(self._options.items())
+        opts = [(k, v) for k, v in self._options.items() if k != "grpc.ssl_target_name_override"]
         if not self.settings.secure:
             return grpc.aio.insecure_channel(target, options=opts)
-        if self.settings.insecure:
-            # Accept any certificate name: the closest gRPC offers is overriding the checked name with the
-            # one the server presents; without a known name we fall back to the host in the URL.
-            opts.append(("grpc.ssl_target_name_override", self.settings.server_name or urlsplit(
-                self.settings.endpoints[0]).hostname or ""))
+        roots = _read(self.settings.ca_file)
+        name = self.settings.server_name
+        if self.settings.insecure and self._pinned is not None:
+            pinned, name = self._pinned
+            roots = (roots + b"\n" if roots else b"") + pinned
+        if name:
+            opts.append(("grpc.ssl_target_name_override", name))
         creds = grpc.ssl_channel_credentials(
-            root_certificates=_read(self.settings.ca_file),
+            root_certificates=roots,
             private_key=_read(self.settings.key_file),
             certificate_chain=_read(self.settings.cert_file),
         )
         return grpc.aio.secure_channel(target, creds, options=opts)
+
+    def _channel_addresses(self) -> list[tuple[str, int]]:
+        """The (host, port) pairs the channel dials: all endpoints when gRPC gets them all, else the first."""
+        urls = [urlsplit(u) for u in self.settings.endpoints]
+        if not self.settings.grpc_target().startswith("ipv4:"):
+            urls = urls[:1]
+        return [(u.hostname or "localhost", u.port or 2379) for u in urls]
+
+    def _probe_context(self, trusted: bytes | None) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        if trusted is None:
+            context.verify_mode = ssl.CERT_NONE
+        else:  # trust exactly this certificate, so that Python decodes its names for us
+            context.load_verify_locations(cadata=trusted.decode("ascii"))
+            context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        if self.settings.cert_file and self.settings.key_file:
+            context.load_cert_chain(self.settings.cert_file, self.settings.key_file)
+        return context
+
+    async def _handshake(self, host: str, port: int, context: ssl.SSLContext) -> tuple[bytes | None, dict[str, Any]]:
+        """One TLS handshake: the server's certificate as DER, and decoded (empty unless it was verified)."""
+        _, writer = await asyncio.open_connection(host, port, ssl=context,
+                                                  server_hostname=self.settings.server_name or host)
+        try:
+            tls = writer.get_extra_info("ssl_object")
+            return tls.getpeercert(True), dict(tls.getpeercert() or {})
+        finally:
+            writer.close()
+            # The server may reset a connection that sent no request; the certificate is all we wanted.
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+
+    async def _presented_certificates(self) -> tuple[bytes, str]:
+        """ETCD_TLS_INSECURE: the unverified certificates the endpoints present (PEM) and a name to check.
+
+        Raises ``ConnectionFailedError`` when no endpoint completes a TLS handshake.
+        """
+        pems: list[bytes] = []
+        names: list[list[str]] = []
+        errors: list[str] = []
+        for host, port in self._channel_addresses():
+            try:
+                async with asyncio.timeout(self._timeout or 5):
+                    leaf, _ = await self._handshake(host, port, self._probe_context(None))
+                    if not leaf:
+                        errors.append(f"{host}:{port}: presented no certificate")
+                        continue
+                    pem = ssl.DER_cert_to_PEM_cert(leaf).encode("ascii")
+                    _, decoded = await self._handshake(host, port, self._probe_context(pem))
+            except (OSError, TimeoutError, ssl.SSLError) as exc:
+                errors.append(f"{host}:{port}: {exc!r}")
+                continue
+            found = _certificate_names(decoded)
+            if found:
+                pems.append(pem)
+                names.append(found)
+            else:
+                errors.append(f"{host}:{port}: its certificate carries no name")
+        if not pems:
+            raise etcd_errors.ConnectionFailedError(
+                "ETCD_TLS_INSECURE: no etcd endpoint presented a TLS certificate: " + "; ".join(errors))
+        common = [n for n in names[0] if all(n in other for other in names[1:])]
+        return b"".join(pems), (common or names[0])[0]
 
 
 async def read_prefix(client: aetcd.Client, prefix: bytes, revision: int = 0,

@@ -13,6 +13,7 @@ import pytest
 from aetcd import exceptions as etcd_errors
 
 from skydns.etcd import EtcdClient, EtcdSettings, read_prefix
+from skydns.localetcd import LocalEtcd
 from skydns.record import decode
 from tests.resolver.test_cli import Process, free_dns_port, http_status, wait_until
 from tests.syncer.helpers import EXAMPLES, run_dnssync
@@ -93,9 +94,36 @@ async def test_a_dns_name_in_the_url_is_checked_against_the_certificate(clean_tl
     assert await round_trip(env) == b"over-tls"
 
 
-async def test_the_syncer_writes_records_over_tls(clean_tls_etcd: TlsEtcd) -> None:
+async def test_insecure_accepts_a_server_certificate_from_an_unknown_ca(clean_tls_etcd: TlsEtcd) -> None:
+    # gRPC cannot skip verification; ETCD_TLS_INSECURE trusts the certificate the server presents instead.
+    env = {**clean_tls_etcd.client_env(), "ETCD_CA_FILE": str(clean_tls_etcd.tls.other_ca), "ETCD_TLS_INSECURE": "1"}
+    assert await round_trip(env) == b"over-tls"
+    no_ca = {k: v for k, v in env.items() if k != "ETCD_CA_FILE"}
+    assert await round_trip(no_ca) == b"over-tls"
+
+
+async def test_insecure_accepts_a_server_name_the_certificate_does_not_carry(clean_tls_etcd: TlsEtcd) -> None:
+    env = {**clean_tls_etcd.client_env(), "ETCD_TLS_SERVER_NAME": "not-etcd.test", "ETCD_TLS_INSECURE": "true"}
+    assert await round_trip(env) == b"over-tls"
+
+
+async def test_insecure_still_needs_the_client_certificate_the_server_requires(clean_tls_etcd: TlsEtcd) -> None:
+    env = {**clean_tls_etcd.client_env(client_cert=False), "ETCD_TLS_INSECURE": "true"}
+    with pytest.raises(etcd_errors.ConnectionFailedError, match=r"(?i)handshake|certificate"):
+        await round_trip(env)
+
+
+async def test_insecure_against_a_plain_http_etcd_fails_with_a_clear_error(etcd_server: LocalEtcd) -> None:
+    env = {"ETCD_URLS": etcd_server.endpoint.replace("http://", "https://"), "ETCD_TLS_INSECURE": "yes"}
+    with pytest.raises(etcd_errors.ConnectionFailedError, match="ETCD_TLS_INSECURE: no etcd endpoint presented"):
+        await round_trip(env)
+
+
+@pytest.mark.parametrize("extra", [{}, {"ETCD_TLS_SERVER_NAME": "etcd.test"}, {"ETCD_TLS_INSECURE": "true"}],
+                         ids=["verified", "server-name", "insecure"])
+async def test_the_syncer_writes_records_over_tls(clean_tls_etcd: TlsEtcd, extra: dict[str, str]) -> None:
     done = run_dnssync("--once", "--owner-id", "tls", "--policy", "sync", "--from-manifests", EXAMPLES,
-                       env=clean_tls_etcd.client_env())
+                       env={**clean_tls_etcd.client_env(), **extra})
     assert done.returncode == 0, done.stderr
     client = EtcdClient(EtcdSettings.from_env(env=clean_tls_etcd.client_env()))
     try:
