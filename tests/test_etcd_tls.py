@@ -15,9 +15,8 @@ from aetcd import exceptions as etcd_errors
 from skydns.etcd import EtcdClient, EtcdSettings, read_prefix
 from skydns.localetcd import LocalEtcd
 from skydns.record import decode
-from tests.resolver.test_cli import Process, free_dns_port, http_status, wait_until
+from tests.processes import Process, ask, free_dns_port, http_status, wait_until
 from tests.syncer.helpers import EXAMPLES, run_dnssync
-from tests.syncer.test_e2e_resolver import ask
 from tests.tls_certs import TlsEtcd, TlsFiles, make_tls_files
 
 pytestmark = pytest.mark.timeout(60)

@@ -8,9 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,44 +17,15 @@ import dns.rcode
 import pytest
 
 from resolver.cli import parse_config, parse_duration
-from resolver.server import bind_sockets
 from skydns.localetcd import LocalEtcd, free_port
+from tests.processes import Process, free_dns_port, http_status, wait_until
 
 ZONE = "skydns.test."
-
-
-def free_dns_port() -> int:
-    udp, tcp = bind_sockets("127.0.0.1", 0)
-    port = int(tcp.getsockname()[1])
-    udp.close()
-    tcp.close()
-    return port
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "resolver", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=Path(__file__).parents[2])
-
-
-class Process:
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log = log
-        self._stderr = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "resolver", *args], stderr=self._stderr,
-                                     stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})},
-                                     cwd=Path(__file__).parents[2])
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-        finally:
-            self._stderr.close()
 
 
 @pytest.fixture
@@ -67,28 +35,6 @@ def process(tmp_path: Path) -> Iterator[list[Process]]:
     for p in started:
         if p.proc.poll() is None:
             p.stop(signal.SIGKILL)
-
-
-def http_status(port: int, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
-
-
-def wait_until(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except OSError as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
 def dns_ask(port: int, name: str = "www.skydns.test.") -> dns.message.Message:

@@ -10,13 +10,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import dns.message
-import dns.query
-import dns.rcode
-import dns.rdatatype
 import pytest
 
 from skydns.localetcd import LocalEtcd, free_port
+from tests.processes import ask
 from tests.syncer.helpers import EXAMPLES, OWNER, ROOT, run_dnssync
 
 pytestmark = pytest.mark.timeout(60)
@@ -50,13 +47,6 @@ def resolver(etcd_server: LocalEtcd) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def ask(port: int, name: str, rtype: str) -> tuple[str, set[tuple[str, str, str]]]:
-    response = dns.query.udp(dns.message.make_query(name, rtype), "127.0.0.1", port=port, timeout=2)
-    return dns.rcode.to_text(response.rcode()), {
-        (rrset.name.to_text(), dns.rdatatype.to_text(rrset.rdtype), rr.to_text())
-        for rrset in response.answer for rr in rrset}
 
 
 def wait_answer(port: int, name: str, rtype: str, expected: set[tuple[str, str, str]]) -> None:
