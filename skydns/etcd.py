@@ -166,8 +166,9 @@ class EtcdClient(aetcd.Client):
         """aetcd's connect(), but over our channel (TLS, several endpoints); a no-op once connected."""
         if self._connected.is_set():
             return
-        if self._is_connecting:
-            await asyncio.wait_for(self._connected.wait(), self._connect_wait_timeout)
+        if self._is_connecting:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            async with asyncio.timeout(self._connect_wait_timeout):
+                await self._connected.wait()
             return
         self._is_connecting = True
         try:
