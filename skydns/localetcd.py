@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -51,9 +52,19 @@ class LocalEtcd:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = os.path.join(self.data_dir, "etcd.log")
 
+    scheme = "http"
+
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
+
+    def extra_args(self) -> list[str]:
+        """More etcd flags (a subclass serving TLS adds its certificates here)."""
+        return []
+
+    def health_context(self) -> ssl.SSLContext | None:
+        """The TLS context to ask ``/health`` with (None for plain HTTP)."""
+        return None
 
     def start(self) -> LocalEtcd:
         client = self.endpoint
@@ -66,6 +77,7 @@ class LocalEtcd:
         ]
         if not self.fsync:
             cmd.append("--unsafe-no-fsync")
+        cmd += self.extra_args()
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
@@ -73,12 +85,13 @@ class LocalEtcd:
         return self
 
     def _wait_healthy(self) -> None:
+        context = self.health_context()
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"etcd exited with {self.proc.returncode}; see {self.log_path}")
             try:
-                with urllib.request.urlopen(self.endpoint + "/health", timeout=1) as resp:
+                with urllib.request.urlopen(self.endpoint + "/health", timeout=1, context=context) as resp:
                     if b'"health":"true"' in resp.read():
                         return
             except OSError:

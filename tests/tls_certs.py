@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import ssl
 import subprocess
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from skydns.localetcd import LocalEtcd, etcd_binary
+from skydns.localetcd import LocalEtcd
 
 SERVER_SANS = "IP:127.0.0.1,DNS:localhost,DNS:etcd.test"
 
@@ -71,14 +68,12 @@ def make_tls_files(directory: Path) -> TlsFiles:
 class TlsEtcd(LocalEtcd):
     """A real etcd whose client URL is ``https://127.0.0.1:PORT`` and that requires a client certificate."""
 
+    scheme = "https"
+
     def __init__(self, tls: TlsFiles, client_cert_auth: bool = True) -> None:
         super().__init__()
         self.tls = tls
         self.client_cert_auth = client_cert_auth
-
-    @property
-    def endpoint(self) -> str:
-        return f"https://127.0.0.1:{self.client_port}"
 
     def client_env(self, client_cert: bool = True) -> dict[str, str]:
         """The ExternalDNS-style variables a client of this etcd sets."""
@@ -87,37 +82,12 @@ class TlsEtcd(LocalEtcd):
             env.update(ETCD_CERT_FILE=str(self.tls.client_cert), ETCD_KEY_FILE=str(self.tls.client_key))
         return env
 
-    def start(self) -> TlsEtcd:
-        client, peer = self.endpoint, f"http://127.0.0.1:{self.peer_port}"
-        cmd = [
-            etcd_binary(), "--name", "dnssync-tls", "--data-dir", os.path.join(self.data_dir, "data"),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"dnssync-tls={peer}", "--log-level", "warn", "--unsafe-no-fsync",
-            "--cert-file", str(self.tls.server_cert), "--key-file", str(self.tls.server_key),
-            "--trusted-ca-file", str(self.tls.ca),
-        ]
-        if self.client_cert_auth:
-            cmd.append("--client-cert-auth")
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        self._wait_healthy()
-        return self
+    def extra_args(self) -> list[str]:
+        args = ["--cert-file", str(self.tls.server_cert), "--key-file", str(self.tls.server_key),
+                "--trusted-ca-file", str(self.tls.ca)]
+        return [*args, "--client-cert-auth"] if self.client_cert_auth else args
 
-    def _wait_healthy(self) -> None:
+    def health_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.tls.ca))
         context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"etcd exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(self.endpoint + "/health", timeout=1, context=context) as resp:
-                    if b'"health":"true"' in resp.read():
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)  # bounded poll of etcd's health endpoint
-        self.stop()
-        raise TimeoutError(f"etcd did not become healthy over TLS within {self.start_timeout}s; see {self.log_path}")
+        return context
