@@ -317,7 +317,9 @@ class Store:
                 entry, bad = _decode_entry(change, change.value)
                 self.bad_values += bad
             staged.append((key, entry))
-        changed: set[str] = set()
+        # key -> the revision of its change: a put's mod revision (older than ``revision`` when a lease refresh
+        # hands an unchanged key again), a delete's revision.
+        changed: dict[str, int] = {}
         entries, keys = self._entries, self._keys
         for key, new in staged:
             old = entries.get(key)
@@ -327,21 +329,22 @@ class Store:
                 if old is not None:
                     del entries[key]
                     del keys[bisect.bisect_left(keys, key)]
-                    changed.add(key)
+                    changed[key] = revision
                 continue
             if old is None:
                 bisect.insort(keys, key)
             if new.record is None:
                 self._bad_keys += 1
             entries[key] = new
-            changed.add(key)
+            changed[key] = new.mod_revision
         self.revision = revision
         if changed:
-            for path in self._tracked:
+            for path, last in self._tracked.items():
                 start = path + "/"
-                if any(k == path or k.startswith(start) for k in changed):
-                    self._tracked[path] = revision
-            self._notify(changed)
+                newest = max((r for k, r in changed.items() if k == path or k.startswith(start)), default=0)
+                if newest > last:
+                    self._tracked[path] = newest
+            self._notify(set(changed))
 
     def replace(self, revision: int, changes: Iterable[KeyChange]) -> None:
         """Swap in a whole new state (a full load or reload at ``revision``); deletes in ``changes`` are ignored."""

@@ -228,3 +228,16 @@ def exported_store_gauges() -> None:
     assert store.bad_keys == 1
     store.replace(6, [KeyChange("/metrics-test/t/a", b"[", 5)])
     assert store.bad_keys == 1 and len(store) == 1
+
+
+def test_a_lease_refresh_does_not_move_the_zone_serial() -> None:
+    # A kept-alive lease makes the mirror hand the same key (value, mod revision) again with a new deadline, at
+    # the store's current revision: the zone did not change, so its serial must not move.
+    store = Store()
+    store.replace(10, [put("/skydns/test/zone/a", '{"host":"10.0.0.1"}', 7, lease=100.0)])
+    store.track("/skydns/test/zone")
+    store.apply(12, [put("/skydns/test/other/b", "{}", 12)])
+    store.apply(12, [put("/skydns/test/zone/a", '{"host":"10.0.0.1"}', 7, lease=130.0)])
+    entry = store.get("/skydns/test/zone/a")
+    assert entry is not None and entry.lease_deadline == 130.0
+    assert store.last_change("/skydns/test/zone") == 7
