@@ -105,6 +105,12 @@ class _Merged:
         return ",".join(sorted(set(self.target_resource.values())))
 
 
+def plan_name(name: str) -> str:
+    """A desired endpoint's name as the plan keys changes by it: normalised (lower case, A-label), no trailing
+    dot; :class:`~skydns.names.InvalidNameError` when it can't be a DNS name."""
+    return normalize_name(name).rstrip(".")
+
+
 def dns_order(name: str) -> tuple[str, ...]:
     """Sort key that keeps a zone's names together and a name before the names below it."""
     return tuple(reversed(name.split(".")))
@@ -186,7 +192,7 @@ def calculate(desired: list[Endpoint], current: list[CurrentRecord], owner_id: s
                                         f"record type {ep.type} is not managed (only {', '.join(MANAGED_TYPES)})"))
             continue
         try:
-            name = normalize_name(ep.name).rstrip(".")
+            name = plan_name(ep.name)
         except InvalidNameError as exc:
             plan.skipped.append(Skipped(ep.resource, f"{ep.name} {ep.type} {','.join(ep.targets)}", exc.reason))
             continue

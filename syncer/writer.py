@@ -30,11 +30,12 @@ from typing import Any
 import aetcd
 import structlog
 
+from skydns.names import InvalidNameError
 from skydns.record import encode
 from syncer.domains import DomainFilter
 from syncer.etcdstate import CurrentRecord, read_name
 from syncer.model import Endpoint
-from syncer.plan import Change, calculate
+from syncer.plan import Change, calculate, plan_name
 from syncer.retrying import retry_async
 
 MAX_TXN_OPS = 128
@@ -105,7 +106,10 @@ class Writer:
             by_name[change.name].append(change)
         wanted: dict[str, list[Endpoint]] = defaultdict(list)
         for ep in desired:
-            name = ep.name.rstrip(".").lower()
+            try:
+                name = plan_name(ep.name)  # the plan's spelling, or a re-plan would miss this name's endpoints
+            except InvalidNameError:
+                continue
             if name in by_name:
                 wanted[name].append(ep)
         result = ApplyResult()
