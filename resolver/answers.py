@@ -92,7 +92,7 @@ class _Cached:
 def _compose(entry: _Cached, head4: bytes, qname: bytes, edns: bool, do: bool, payload: int, tcp: bool) -> bytes:
     """The reply to one query from a cache entry (see the module docstring)."""
     if tcp:
-        limit = 65535
+        limit = 65535 - 11 if edns else 65535  # the OPT record (11 bytes) must fit too, or TCP cannot frame it
     elif edns:
         limit = (payload if payload > 512 else 512) - 11
     else:

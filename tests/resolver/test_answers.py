@@ -142,6 +142,18 @@ def test_glue_is_dropped_before_the_answer_is_truncated() -> None:
     assert len(udp.answer[0]) == 9 and not udp.additional
 
 
+def test_a_tcp_answer_with_its_opt_never_exceeds_65535_bytes() -> None:
+    # 249 TXT strings of 250 bytes and one of 1 byte: 65534 bytes without EDNS, so no room for the OPT record.
+    fixture = [(f"/skydns/test/skydns/huge/t{i:03d}", f'{{"text":"{i:04d}{"t" * 246}"}}') for i in range(249)]
+    answerer = Answerer(load([*fixture, ("/skydns/test/skydns/huge/tail", '{"text":"x"}')]), ["skydns.test."])
+    plain = answerer.respond(dns.message.make_query("huge.skydns.test.", "TXT").to_wire(), tcp=True)
+    assert plain is not None and 65535 - 11 < len(plain) <= 65535
+    wire = answerer.respond(dns.message.make_query("huge.skydns.test.", "TXT", use_edns=0).to_wire(), tcp=True)
+    assert wire is not None and len(wire) <= 65535  # a longer message cannot be framed for TCP
+    response = dns.message.from_wire(wire)
+    assert response.flags & dns.flags.TC and response.edns == 0
+
+
 # -- errors -------------------------------------------------------------------------------------------------
 
 def header(qid: int = 0x1234, flags: int = 0x0100, qd: int = 1, an: int = 0, ns: int = 0, ar: int = 0) -> bytes:
