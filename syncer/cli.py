@@ -30,7 +30,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import grpc
 import structlog
+from aetcd import exceptions as etcd_errors
 
 from skydns import logs
 from skydns.etcd import EtcdClient, EtcdConfigError, EtcdSettings
@@ -275,18 +277,15 @@ async def sync_once(config: SyncConfig, desired: SourceResult, out: Any = None) 
     from syncer.etcdstate import read_current
     from syncer.output import render
     from syncer.plan import calculate
-    from syncer.retrying import Unavailable, retry_async
+    from syncer.retrying import Unavailable, describe, retry_async
     from syncer.writer import Writer
 
     out = out or sys.stdout
     client = EtcdClient(config.etcd)
     endpoints = ",".join(config.etcd.endpoints)
     try:
-        try:
-            state = await retry_async(lambda: read_current(client, config.prefix),
-                                      f"etcd at {endpoints} (read of {config.prefix}/)")
-        except Unavailable as exc:
-            return _fail(str(exc))
+        state = await retry_async(lambda: read_current(client, config.prefix),
+                                  f"etcd at {endpoints} (read of {config.prefix}/)")
         for bad in state.malformed:
             log.warning("unreadable_record_ignored", key=bad.key, reason=bad.reason)
         plan = calculate(desired.endpoints, state.records, config.owner_id, config.policy, config.domain_filter,
@@ -307,10 +306,7 @@ async def sync_once(config: SyncConfig, desired: SourceResult, out: Any = None) 
             return EXIT_OK
         writer = Writer(client, prefix=config.prefix, owner_id=config.owner_id, policy=config.policy,
                         domain_filter=config.domain_filter)
-        try:
-            result = await writer.apply(plan.changes, desired.endpoints)
-        except Unavailable as exc:
-            return _fail(str(exc))
+        result = await writer.apply(plan.changes, desired.endpoints)
         log.info("applied", names=result.names, puts=result.puts, deletes=result.deletes,
                  replanned=len(result.replanned), failed=len(result.failed))
         if result.failed:
@@ -318,6 +314,10 @@ async def sync_once(config: SyncConfig, desired: SourceResult, out: Any = None) 
             return _fail(f"{len(names)} name(s) not synced, their records kept changing concurrently: "
                          f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
         return EXIT_OK
+    except Unavailable as exc:
+        return _fail(str(exc))
+    except (etcd_errors.ClientError, grpc.aio.AioRpcError) as exc:  # not an outage: refused credentials, ...
+        return _fail(f"etcd at {endpoints}: {describe(exc)}")
     finally:
         await client.close()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,6 +156,20 @@ def test_etcd_unreachable_exits_1_with_one_line(tmp_path: Path) -> None:
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("dnssync: error: etcd at http://127.0.0.1:") and "unreachable" in last
     assert done.stdout == ""
+
+
+def test_etcd_refusing_our_credentials_exits_1_with_one_line(own_etcd: LocalEtcd) -> None:
+    etcdctl = [str(Path(sys.executable).parent / "etcdctl"), "--endpoints", own_etcd.endpoint]
+    for args in (("user", "add", "root:s3cret"), ("auth", "enable")):
+        subprocess.run([*etcdctl, *args], check=True, capture_output=True, timeout=20)
+    for env, why in (({"ETCD_USERNAME": "root", "ETCD_PASSWORD": "wrong"}, "authentication failed"),
+                     ({}, "user name is empty")):
+        done = run_dnssync(*SYNC, "--from-manifests", EXAMPLES, endpoint=own_etcd.endpoint, env=env)
+        assert done.returncode == 1
+        assert "Traceback" not in done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"dnssync: error: etcd at {own_etcd.endpoint}: ") and why in last
+        assert done.stdout == ""
 
 
 @pytest.mark.parametrize(("args", "message"), [
