@@ -178,8 +178,15 @@ def _fast_decode(value: bytes, key: str) -> Fields:
     return Fields.of(decode(value, key))
 
 
-def _decode_entry(change: KeyChange, value: bytes) -> tuple[Entry, bool]:
-    """The entry for one put; the flag says the value was bad."""
+def _decode_entry(change: KeyChange, value: bytes, old: Entry | None) -> tuple[Entry, bool]:
+    """The entry for one put; the flag says the value was bad (and newly logged and counted).
+
+    When ``old`` holds the same version of the key (a reload, a lease refresh) its decoded record is reused.
+    """
+    if old is not None and old.mod_revision == change.mod_revision and old.raw == value:
+        if old.lease_deadline == change.lease_deadline:
+            return old, False
+        return Entry(change.key, old.raw, old.record, old.mod_revision, change.lease_deadline), False
     try:
         record: Fields | None = _fast_decode(value, change.key)
     except RecordDecodeError as exc:
@@ -309,13 +316,8 @@ class Store:
             if change.value is None:
                 staged.append((key, None))
                 continue
-            old = self._entries.get(key)
-            if old is not None and old.mod_revision == change.mod_revision and old.raw == change.value:
-                entry = old if old.lease_deadline == change.lease_deadline else Entry(
-                    key, old.raw, old.record, old.mod_revision, change.lease_deadline)
-            else:
-                entry, bad = _decode_entry(change, change.value)
-                self.bad_values += bad
+            entry, bad = _decode_entry(change, change.value, self._entries.get(key))
+            self.bad_values += bad
             staged.append((key, entry))
         # key -> the revision of its change: a put's mod revision (older than ``revision`` when a lease refresh
         # hands an unchanged key again), a delete's revision.
@@ -368,13 +370,8 @@ class Store:
             value = change.value
             if value is None or not key.startswith(self._base):
                 continue
-            old = old_entries.get(key)
-            if old is not None and old.mod_revision == change.mod_revision and old.raw == value:
-                entry = old if old.lease_deadline == change.lease_deadline else Entry(
-                    key, old.raw, old.record, old.mod_revision, change.lease_deadline)
-            else:
-                entry, bad = _decode_entry(change, value)
-                bad_count += bad
+            entry, bad = _decode_entry(change, value, old_entries.get(key))
+            bad_count += bad
             entries[key] = entry
         keys = sorted(entries)
         bad_keys = sum(1 for e in entries.values() if e.record is None) if bad_count or self._bad_keys else 0
