@@ -28,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from aetcd import transactions
+from latency_probe import build_query, percentile  # bench/, next to this script
 
 from resolver.server import bind_sockets
 from skydns.etcd import EtcdClient, EtcdSettings
@@ -47,11 +48,6 @@ def free_dns_port() -> int:
 
 def ip_of(i: int) -> str:
     return f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
-
-
-def query_wire(name: str, qid: int) -> bytes:
-    qname = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".")) + b"\0"
-    return struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 0) + qname + struct.pack("!HH", 1, 1)
 
 
 def answer_ips(wire: bytes, qlen: int) -> set[str]:
@@ -102,7 +98,7 @@ async def propagation(client: EtcdClient, dns_port: int, changes: int, timeout: 
     times: list[float] = []
     for i in range(changes):
         name, ip = f"p{i % 100}.prop.test.", ip_of(200_000 + i)
-        wire = query_wire(name, i & 0xFFFF)
+        wire = build_query(name, i & 0xFFFF)
         started = time.perf_counter()
         await client.put(f"/skydns/test/prop/p{i % 100}".encode(), f'{{"host":"{ip}"}}'.encode())
         while True:
@@ -118,11 +114,6 @@ async def propagation(client: EtcdClient, dns_port: int, changes: int, timeout: 
         times.append(time.perf_counter() - started)
     sock.close()
     return times
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def main() -> None:
@@ -167,7 +158,7 @@ async def main() -> None:
                 proc.wait()
             await client.close()
 
-    ms = [t * 1000 for t in times]
+    ms = sorted(t * 1000 for t in times)
     print(f"\ndnssync-resolver, {args.records:,} records in etcd (written in {write_s:.1f} s), "
           f"{args.changes:,} changes one at a time")
     print(f"{'measure':<52}{'value':>12}{'target':>12}")
@@ -177,8 +168,8 @@ async def main() -> None:
         (f"RSS with {args.records:,} records, after load", f"{rss_loaded:.0f} MB", "< 300 MB"),
         ("RSS after the changes (peak)", f"{rss_after:.0f} MB ({rss_peak:.0f})", ""),
         ("propagation etcd put -> new answer, p50", f"{statistics.median(ms):.2f} ms", ""),
-        ("propagation p90", f"{pct(ms, 90):.2f} ms", ""),
-        ("propagation p99", f"{pct(ms, 99):.2f} ms", "< 50 ms"),
+        ("propagation p90", f"{percentile(ms, 90):.2f} ms", ""),
+        ("propagation p99", f"{percentile(ms, 99):.2f} ms", "< 50 ms"),
         ("propagation max", f"{max(ms):.2f} ms", ""),
     ]
     for label, value, target in rows:
