@@ -33,3 +33,10 @@ class DomainFilter:
         if any(_matches(name, d) for d in self.exclude):
             return False
         return not self.include or any(_matches(name, d) for d in self.include)
+
+    def may_match_at_or_below(self, name: str) -> bool:
+        """False when neither ``name`` nor any name below it (``_svc._tcp.<name>``, ``<pod>.<name>``) can pass."""
+        name = _norm(name)
+        if any(_matches(name, d) for d in self.exclude):
+            return False
+        return not self.include or any(_matches(name, d) or _matches(d.lstrip("."), name) for d in self.include)

@@ -146,7 +146,7 @@ def _collect_one(kind: str, obj: Any, f: _Filters, result: SourceResult, index: 
         if name is None or (name, use_cluster_ip) in seen:
             continue
         seen.add((name, use_cluster_ip))
-        if _may_hold_records_in_scope(name, f.domains):
+        if f.domains.may_match_at_or_below(name):  # else dropped quietly, not reported (e.g. for no targets)
             hostnames.append((name, use_cluster_ip))
         else:
             log.debug("host name outside the domain filter", resource=resource, name=name)
@@ -171,18 +171,3 @@ def _collect_one(kind: str, obj: Any, f: _Filters, result: SourceResult, index: 
         else:
             log.debug("record outside the domain filter", resource=resource, name=endpoint.name, type=endpoint.type)
 
-
-def _suffix_match(name: str, domain: str) -> bool:
-    if domain.startswith("."):
-        return name.endswith(domain)
-    return name == domain or name.endswith("." + domain)
-
-
-def _may_hold_records_in_scope(name: str, domains: DomainFilter) -> bool:
-    """False when no record at ``name`` or below it (SRV ``_svc._tcp.<name>``, ``<pod>.<name>``) can pass the
-    domain filter, so the host name is dropped quietly instead of being reported (e.g. for missing targets)."""
-    if any(_suffix_match(name, d) for d in domains.exclude):
-        return False
-    if not domains.include:
-        return True
-    return any(_suffix_match(name, d) or _suffix_match(d.lstrip("."), name) for d in domains.include)

@@ -31,6 +31,9 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+NO_LB_STATUS = "no targets yet (status.loadBalancer is empty)"
+
+
 def load_balancer_targets(obj: Mapping[str, Any]) -> list[str]:
     """``status.loadBalancer.ingress[]``: each entry's ``ip`` and ``hostname`` (both when both are set)."""
     targets: list[str] = []

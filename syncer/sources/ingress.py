@@ -15,13 +15,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from syncer.annotations import HOSTNAME_SOURCE_ANNOTATION_ONLY, HOSTNAME_SOURCE_DEFINED_HOSTS_ONLY, Annotations
-from syncer.sources.index import as_list, as_map, load_balancer_targets, str_map
+from syncer.sources.index import NO_LB_STATUS, as_list, as_map, load_balancer_targets, str_map
 from syncer.sources.records import ObjectRecords
 
 INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
-NO_LB_STATUS = "no targets yet (status.loadBalancer is empty)"
-
-
 def ingress_class_matches(ing: Mapping[str, Any], classes: Sequence[str]) -> bool:
     if not classes:
         return True

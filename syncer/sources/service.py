@@ -37,6 +37,7 @@ from syncer.annotations import (
     Annotations,
 )
 from syncer.sources.index import (
+    NO_LB_STATUS,
     ClusterIndex,
     as_list,
     as_map,
@@ -46,8 +47,6 @@ from syncer.sources.index import (
     str_map,
 )
 from syncer.sources.records import ObjectRecords
-
-NO_LB_STATUS = "no targets yet (status.loadBalancer is empty)"
 
 
 class ServiceContext:
