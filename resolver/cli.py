@@ -128,11 +128,10 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         prefix = normalize_prefix(args.prefix)
         listen = parse_hostport(args.listen, "--listen")
         http_listen = parse_hostport(args.http_listen, "--http-listen")
-        min_ttl = args.min_lease_ttl if isinstance(args.min_lease_ttl, int) else parse_duration(args.min_lease_ttl)
-        max_ttl = args.max_lease_ttl if isinstance(args.max_lease_ttl, int) else parse_duration(args.max_lease_ttl)
         etcd = EtcdSettings.from_env(args.etcd_endpoints, env=env)
     except (InvalidNameError, ValueError, EtcdConfigError) as exc:
         parser.error(str(exc))
+    min_ttl, max_ttl = args.min_lease_ttl, args.max_lease_ttl  # argparse converts string defaults with type=, too
     if min_ttl > max_ttl:
         parser.error(f"--min-lease-ttl ({min_ttl}s) is above --max-lease-ttl ({max_ttl}s)")
     return ResolverConfig(zones=zones, etcd=etcd, prefix=prefix, listen=listen, http_listen=http_listen,

@@ -209,7 +209,6 @@ class Store:
         self._entries: dict[str, Entry] = {}
         self._keys: list[str] = []
         self._listeners: list[Listener] = []
-        self._external_listener: Listener | None = None
         self._tracked: dict[str, int] = {}
 
     # -- reads ---------------------------------------------------------------------------------------------
@@ -286,15 +285,8 @@ class Store:
     def remove_listener(self, fn: Listener) -> None:
         self._listeners.remove(fn)
 
-    def set_listener(self, fn: Listener) -> None:
-        """Set the one listener slot kept for the I/O side (listeners added with add_listener are kept)."""
-        self._external_listener = fn
-
     def _notify(self, keys: set[str] | None) -> None:
-        listeners = list(self._listeners)
-        if self._external_listener is not None:
-            listeners.append(self._external_listener)
-        for fn in listeners:
+        for fn in list(self._listeners):
             try:
                 fn(keys)
             except Exception:  # a listener bug must not break the store

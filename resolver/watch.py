@@ -82,7 +82,7 @@ def _key(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def group_by_revision(events: Iterable[Any], lease_deadline: Callable[[int], float | None]
+def group_by_revision(events: Iterable[Any], lease_deadline: Callable[[int], float]
                       ) -> list[tuple[int, list[KeyChange]]]:
     """Watch events (etcd ``Event`` messages, in order) -> ``[(revision, changes)]``, one entry per revision."""
     groups: list[tuple[int, list[KeyChange]]] = []
@@ -127,7 +127,8 @@ class LeaseDeadlines:
 
         await asyncio.gather(*(one(i) for i in wanted))
 
-    def deadline(self, lease_id: int) -> float | None:
+    def deadline(self, lease_id: int) -> float:
+        """When the lease runs out; a lease etcd did not tell us about counts as running out now."""
         known = self._known.get(lease_id)
         return known[0] if known else time.monotonic()
 
@@ -408,7 +409,7 @@ class EtcdMirror:
         moved = []
         for key, (lease, change) in self._leased.items():
             new = deadline(lease)
-            if new is not None and change.lease_deadline is not None and abs(new - change.lease_deadline) > 1.0:
+            if change.lease_deadline is not None and abs(new - change.lease_deadline) > 1.0:
                 moved.append(KeyChange(key, change.value, change.mod_revision, new))
         if moved:
             self.store.apply(self.revision, moved)

@@ -58,15 +58,6 @@ def test_apply_puts_and_deletes_and_tells_listeners_once_per_revision() -> None:
     assert len(seen) == 1 and store.revision == 7
 
 
-def test_set_listener_is_kept_next_to_added_listeners() -> None:
-    store = Store()
-    calls: list[str] = []
-    store.add_listener(lambda keys: calls.append("added"))
-    store.set_listener(lambda keys: calls.append("set"))
-    store.apply(2, [put("/skydns/t/a", "{}", 2)])
-    assert sorted(calls) == ["added", "set"]
-
-
 def test_a_failing_listener_does_not_break_the_store() -> None:
     store = Store()
 
