@@ -38,7 +38,7 @@ from skydns.names import DEFAULT_PREFIX, InvalidNameError, normalize_name
 from skydns.record import Record
 from syncer.domains import DomainFilter
 from syncer.etcdstate import CurrentRecord
-from syncer.keys import MANAGED_TYPES, BadTargetError, canonical_target, leaf, record_key, record_value
+from syncer.keys import MANAGED_TYPES, BadTargetError, canonical_target, record_key, record_value
 from syncer.model import Endpoint, Skipped
 
 POLICIES = ("sync", "upsert-only", "create-only")
@@ -163,12 +163,13 @@ def _pick_cname(name: str, endpoints: list[Endpoint], owned: list[CurrentRecord]
     return winner
 
 
-def _in_sync(record_type: str, desired: dict[str, DesiredRecord], owned: list[CurrentRecord]) -> bool:
+def _in_sync(desired: dict[str, DesiredRecord], owned: list[CurrentRecord]) -> bool:
+    """Exactly one owned record per desired target, at the key and with the value we would write."""
     if len(owned) != len(desired):
         return False
     for rec in owned:
         want = desired.get(rec.target)
-        if want is None or rec.record != want.record or rec.key.rsplit("/", 1)[-1] != leaf(record_type, rec.target):
+        if want is None or rec.key != want.key or rec.record != want.record:
             return False
     return True
 
@@ -290,7 +291,7 @@ def _plan_name(ctx: _Context, name: str, wanted: dict[str, list[Endpoint]], owne
                 continue
             planned.append(Change("create", name, record_type, targets, want.ttl, want.resources,
                                   records=tuple(records.values())))
-        elif not _in_sync(record_type, records, mine) and policy != "create-only":
+        elif not _in_sync(records, mine) and policy != "create-only":
             planned.append(Change("update", name, record_type, targets, want.ttl, want.resources,
                                   records=tuple(records.values()), current=tuple(mine)))
 
