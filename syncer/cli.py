@@ -37,7 +37,7 @@ from aetcd import exceptions as etcd_errors
 from skydns import logs
 from skydns.etcd import EtcdClient, EtcdConfigError, EtcdSettings
 from skydns.names import normalize_prefix
-from syncer.config import ANNOTATION_PREFIXES, SourceConfig
+from syncer.config import ANNOTATION_PREFIXES, KNOWN_SOURCES, SourceConfig
 from syncer.domains import DomainFilter
 from syncer.model import ClusterSnapshot, SourceResult
 from syncer.plan import POLICIES
@@ -99,7 +99,7 @@ FLAGS = (
     Flag(("--etcd-endpoints",), "str", "comma-separated etcd URLs (default: $ETCD_URLS, else "
          "http://localhost:2379)", metavar="URLS"),
     Flag(("--source",), "list", "service and/or ingress (default: both); repeatable",
-         choices=("service", "ingress"), default=("service", "ingress")),
+         choices=KNOWN_SOURCES, default=KNOWN_SOURCES),
     Flag(("--namespace",), "str", "only objects in this namespace (default: all)", metavar="NS"),
     Flag(("--label-filter",), "str", "label selector the objects must match", default="", metavar="SELECTOR"),
     Flag(("--annotation-filter",), "str", "label-selector syntax applied to the objects' annotations",
@@ -226,9 +226,9 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         publish_internal_services=bool(values["publish_internal_services"]),
         fqdn_templates=templates,
     )
-    bad_sources = [s for s in sources.sources if s not in ("service", "ingress")]
+    bad_sources = [s for s in sources.sources if s not in KNOWN_SOURCES]
     if bad_sources:
-        raise UsageError(f"--source: invalid choice {bad_sources[0]!r} (choose from service, ingress)")
+        raise UsageError(f"--source: invalid choice {bad_sources[0]!r} (choose from {', '.join(KNOWN_SOURCES)})")
     return SyncConfig(once=True, dry_run=bool(values["dry_run"]), output=values["output"],
                       kubeconfig=values["kubeconfig"], from_manifests=tuple(values["from_manifests"]),
                       owner_id=values["owner_id"], policy=values["policy"], prefix=prefix, etcd=etcd,

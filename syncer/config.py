@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ANNOTATION_PREFIXES = ("external-dns.alpha.kubernetes.io/", "external-dns.kubernetes.io/")
+KNOWN_SOURCES = ("service", "ingress")
 
 
 @dataclass(frozen=True)
 class SourceConfig:
-    sources: tuple[str, ...] = ("service", "ingress")
+    sources: tuple[str, ...] = KNOWN_SOURCES
     namespace: str | None = None  # None: all namespaces
     label_filter: str = ""  # label selector on the objects' labels
     annotation_filter: str = ""  # label-selector syntax applied to the objects' annotations

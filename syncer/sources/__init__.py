@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from syncer.annotations import Annotations
-from syncer.config import SourceConfig
+from syncer.config import KNOWN_SOURCES, SourceConfig
 from syncer.domains import DomainFilter
 from syncer.model import ClusterSnapshot, Skipped, SourceResult
 from syncer.selector import Selector, parse_selector
@@ -34,8 +34,6 @@ from syncer.sources.service import service_records
 from syncer.sources.template import FqdnTemplates, parse_templates
 
 __all__ = ["KNOWN_SOURCES", "collect"]
-
-KNOWN_SOURCES = ("service", "ingress")
 
 log = structlog.get_logger()
 
