@@ -67,6 +67,7 @@ _QDCOUNT1_NOAR = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _QDCOUNT1_AR1 = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 _ONE_QUESTION = _QDCOUNT1_NOAR
 _HEADER = struct.Struct("!HHHHHH")
+_TYPE_CLASS = struct.Struct("!HH")
 
 _REFUSED_TYPES = {dns.rdatatype.AXFR, dns.rdatatype.IXFR}
 _FORMERR_TYPES = {dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY}
@@ -206,16 +207,7 @@ class Answerer:
                         do = bool(q[p + 7] & 0x80)
                 if ok:
                     qname = q[12:qend]
-                    key = qname.lower() + q[qend:p]
-                    entry = self._cache.get(key)
-                    if entry is not None and (entry.expires == 0.0 or time.monotonic() < entry.expires):
-                        stats = self.stats
-                        stats.hits += 1
-                        stats.rcodes[entry.rcode] += 1
-                    else:
-                        qtype = (q[qend] << 8) | q[qend + 1]
-                        qclass = (q[qend + 2] << 8) | q[qend + 3]
-                        entry = self._build(key, qname, qtype, qclass)
+                    entry = self._entry(qname, q[qend:p])
                     reply = _compose(entry, q[:4], qname, edns, do, payload, tcp)
                     seen = self._seen_tcp if tcp else self._seen_udp
                     if len(seen) >= self._seen_size:
@@ -246,13 +238,7 @@ class Answerer:
         question = msg.question[0]
         qname = question.name.to_wire()
         assert isinstance(qname, bytes)
-        key = qname.lower() + struct.pack("!HH", question.rdtype, question.rdclass)
-        entry = self._cache.get(key)
-        if entry is not None and (entry.expires == 0.0 or time.monotonic() < entry.expires):
-            self.stats.hits += 1
-            self.stats.rcodes[entry.rcode] += 1
-        else:
-            entry = self._build(key, qname, question.rdtype, question.rdclass)
+        entry = self._entry(qname, struct.pack("!HH", question.rdtype, question.rdclass))
         edns = msg.edns == 0
         do = bool(msg.ednsflags & dns.flags.DO)
         return _compose(entry, q[:4], qname, edns, do, msg.payload, tcp)
@@ -272,6 +258,18 @@ class Answerer:
         return _bare(q, rcode)
 
     # -- building and caching answers ----------------------------------------------------------------------
+
+    def _entry(self, qname: bytes, type_class: bytes) -> _Cached:
+        """The cached answer to a question (name in wire form, then QTYPE and QCLASS bytes), built on a miss."""
+        key = qname.lower() + type_class
+        entry = self._cache.get(key)
+        if entry is not None and (entry.expires == 0.0 or time.monotonic() < entry.expires):
+            stats = self.stats
+            stats.hits += 1
+            stats.rcodes[entry.rcode] += 1
+            return entry
+        qtype, qclass = _TYPE_CLASS.unpack(type_class)
+        return self._build(key, qname, qtype, qclass)
 
     def _build(self, key: bytes, qname_wire: bytes, qtype: int, qclass: int) -> _Cached:
         self.stats.misses += 1
