@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -29,7 +28,7 @@ from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from syncer.model import ClusterSnapshot
+from syncer.model import KINDS, ClusterSnapshot
 from syncer.retrying import budget
 
 PAGE = 500
@@ -42,24 +41,6 @@ class KubeConfigError(ValueError):
 
 class KubeApiError(RuntimeError):
     """The API server could not be read (exit 1)."""
-
-
-@dataclass(frozen=True)
-class KindSpec:
-    kind: str
-    api_version: str
-    field: str  # ClusterSnapshot attribute
-    namespaced: bool
-    selectable: bool  # the object label selector applies to it
-
-
-KINDS = {
-    "Service": KindSpec("Service", "v1", "services", True, True),
-    "Ingress": KindSpec("Ingress", "networking.k8s.io/v1", "ingresses", True, True),
-    "Node": KindSpec("Node", "v1", "nodes", False, False),
-    "Pod": KindSpec("Pod", "v1", "pods", True, False),
-    "EndpointSlice": KindSpec("EndpointSlice", "discovery.k8s.io/v1", "endpointslices", True, False),
-}
 
 
 def kinds_for_sources(sources: Iterable[str]) -> list[str]:

@@ -23,12 +23,9 @@ from typing import Any, TextIO
 import structlog
 import yaml
 
-from syncer.model import ClusterSnapshot
+from syncer.model import KINDS, ClusterSnapshot
 
 SUFFIXES = (".yaml", ".yml", ".json")
-KIND_FIELDS = {"Service": "services", "Ingress": "ingresses", "Node": "nodes", "Pod": "pods",
-               "EndpointSlice": "endpointslices"}
-NAMESPACED = {"Service", "Ingress", "Pod", "EndpointSlice"}
 log = structlog.get_logger()
 
 
@@ -146,11 +143,11 @@ def load(paths: Iterable[str], namespace: str | None = None, stdin: TextIO | Non
 
 def _add(snapshot: ClusterSnapshot, obj: dict[str, Any], label: str, namespace: str | None) -> None:
     kind = obj.get("kind")
-    field = KIND_FIELDS.get(kind) if isinstance(kind, str) else None
-    if field is None:
+    spec = KINDS.get(kind) if isinstance(kind, str) else None
+    if spec is None:
         log.debug("manifest_object_ignored", file=label, kind=kind)
         return
-    if kind in NAMESPACED:
+    if spec.namespaced:
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             meta = {}
@@ -159,4 +156,4 @@ def _add(snapshot: ClusterSnapshot, obj: dict[str, Any], label: str, namespace: 
             obj = {**obj, "metadata": {**meta, "namespace": "default"}}
         if namespace is not None and obj["metadata"]["namespace"] != namespace:
             return
-    getattr(snapshot, field).append(obj)
+    getattr(snapshot, spec.field).append(obj)

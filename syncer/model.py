@@ -8,6 +8,26 @@ from typing import Any
 Obj = dict[str, Any]  # a Kubernetes object as JSON (same shape from the API and from manifest files)
 
 
+@dataclass(frozen=True)
+class KindSpec:
+    """One kind the sources read, as the API serves it and as the snapshot holds it."""
+
+    kind: str
+    api_version: str
+    field: str  # ClusterSnapshot attribute
+    namespaced: bool
+    selectable: bool  # the object label selector applies to it
+
+
+KINDS = {
+    "Service": KindSpec("Service", "v1", "services", True, True),
+    "Ingress": KindSpec("Ingress", "networking.k8s.io/v1", "ingresses", True, True),
+    "Node": KindSpec("Node", "v1", "nodes", False, False),
+    "Pod": KindSpec("Pod", "v1", "pods", True, False),
+    "EndpointSlice": KindSpec("EndpointSlice", "discovery.k8s.io/v1", "endpointslices", True, False),
+}
+
+
 @dataclass
 class ClusterSnapshot:
     """The objects the sources read; filled from the API (``--kubeconfig``) or from files (``--from-manifests``)."""
