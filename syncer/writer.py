@@ -82,6 +82,18 @@ def _ops(client: aetcd.Client, changes: Sequence[Change]) -> list[_Op]:
     return ops
 
 
+def _count_written(result: ApplyResult, ops: list[_Op]) -> None:
+    """Count (and debug-log) the puts and deletes of a transaction that succeeded."""
+    for op in ops:
+        if op.kind == "check":
+            continue
+        if op.kind == "put":
+            result.puts += 1
+        else:
+            result.deletes += 1
+        log.debug(op.kind, key=op.key.decode())
+
+
 def _chunks(ops: list[_Op]) -> list[list[_Op]]:
     return [ops[i:i + MAX_TXN_OPS] for i in range(0, len(ops), MAX_TXN_OPS)] if ops else []
 
@@ -124,11 +136,7 @@ class Writer:
                 done = await self._transaction(f"{names[0]} and {len(names) - 1} more names", ops)
             if done:
                 result.names += len(names)
-                result.puts += sum(1 for op in ops if op.kind == "put")
-                result.deletes += sum(1 for op in ops if op.kind == "delete")
-                for op in ops:
-                    if op.kind != "check":
-                        log.debug(op.kind, key=op.key.decode())
+                _count_written(result, ops)
                 return
             await asyncio.gather(*(one(name) for name in names))  # someone changed one of them: name by name
 
@@ -174,13 +182,9 @@ class Writer:
                 if not await self._transaction(name, chunk):
                     done = False
                     break
-                result.puts += sum(1 for op in chunk if op.kind == "put")
-                result.deletes += sum(1 for op in chunk if op.kind == "delete")
+                _count_written(result, chunk)
             if done:
                 result.names += 1
-                for op in ops:
-                    if op.kind != "check":
-                        log.debug(op.kind, key=op.key.decode(), name=name)
                 return
             if attempt == self.attempts:
                 break
