@@ -28,6 +28,7 @@ import aetcd
 from skydns.etcd import read_prefix
 from skydns.names import InvalidKeyError, key_to_name, normalize_prefix
 from skydns.record import HostKind, Record, RecordDecodeError, decode, host_kind, parse_ip
+from syncer.keys import name_key
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,6 @@ async def read_current(client: aetcd.Client, prefix: str) -> CurrentState:
 
 async def read_name(client: aetcd.Client, prefix: str, name: str) -> CurrentState:
     """The records whose name is ``name``: one read at one revision of the bare key and everything below it."""
-    from syncer.keys import name_key
-
     path = name_key(prefix, name)
     revision, kvs = await read_prefix(client, path.encode())
     below = path + "/"
