@@ -11,7 +11,7 @@ owner names equal to it become pointers to it.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from resolver.lookup import RR, T_CNAME, T_MX, T_NS, T_PTR, T_SOA, T_SRV, T_TXT
@@ -94,22 +94,18 @@ class _Writer:
             out += rdata  # A, AAAA: packed address
 
 
-def _rrsets(records: Sequence[RR]) -> list[tuple[Labels, int, int, list[Any]]]:
-    groups: dict[tuple[Labels, int], list[Any]] = {}
-    order: list[list[Any]] = []
+def _rrsets(records: Sequence[RR]) -> list[tuple[Labels, int, int, Iterable[Any]]]:
+    groups: dict[tuple[Labels, int], list[Any]] = {}  # in order of first appearance
     for owner, ttl, rdtype, rdata in records:
         key = (tuple(label.lower() for label in owner), rdtype)
         group = groups.get(key)
         if group is None:
-            group = [owner, ttl, rdtype, [rdata]]
-            groups[key] = group
-            order.append(group)
+            groups[key] = [owner, ttl, rdtype, {rdata: None}]
         else:
             if ttl < group[1]:
                 group[1] = ttl
-            if rdata not in group[3]:
-                group[3].append(rdata)
-    return [(g[0], g[1], g[2], g[3]) for g in order]
+            group[3][rdata] = None  # the rdata, deduplicated in first-seen order (a list made this quadratic)
+    return [(g[0], g[1], g[2], g[3]) for g in groups.values()]
 
 
 def render(qname_wire: bytes, qtype: int, qclass: int, flags: int, rcode: int, answer: Sequence[RR],
@@ -132,8 +128,8 @@ def render(qname_wire: bytes, qtype: int, qclass: int, flags: int, rcode: int, a
                 rdlength = len(out) - fixed_at - 10
                 out[fixed_at + 8:fixed_at + 10] = rdlength.to_bytes(2, "big")
                 count += 1
+            if len(out) > MAX_MESSAGE:
+                return None  # no need to write the rest (a whole-zone answer can hold many thousand records)
         counts.append(count)
-    if len(out) > MAX_MESSAGE:
-        return None
     out[0:12] = _HEADER.pack(0, flags | (rcode & 0xF), 1, *counts)
     return bytes(out)
