@@ -2,61 +2,35 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from skydns.localetcd import LocalEtcd, free_port
-from tests.processes import ask
+from tests.processes import Process, ask, free_dns_port, http_status, wait_until
 from tests.syncer.helpers import EXAMPLES, OWNER, ROOT, run_dnssync
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def resolver(etcd_server: LocalEtcd) -> Iterator[int]:
+def resolver(etcd_server: LocalEtcd, tmp_path: Path) -> Iterator[int]:
     """A dnssync-resolver for example.org on free ports; yields its DNS port once /readyz says so."""
-    dns_port, http_port = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "resolver", "--zone", "example.org.", "--etcd-endpoints",
-                             etcd_server.endpoint, "--listen", f"127.0.0.1:{dns_port}", "--http-listen",
-                             f"127.0.0.1:{http_port}", "--log-level", "warning"], cwd=ROOT,
-                            stdin=subprocess.DEVNULL)
+    dns_port, http_port = free_dns_port(), free_port()
+    proc = Process(["--zone", "example.org.", "--etcd-endpoints", etcd_server.endpoint, "--listen",
+                    f"127.0.0.1:{dns_port}", "--http-listen", f"127.0.0.1:{http_port}", "--log-level", "warning"],
+                   tmp_path / "resolver.log")
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, "the resolver exited"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            assert time.monotonic() < deadline, "the resolver never became ready"
-            time.sleep(0.05)  # bounded poll of a condition
+        wait_until(lambda: http_status(http_port, "/readyz")[0] == 200, 20, "the resolver to be ready")
         yield dns_port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop()
 
 
 def wait_answer(port: int, name: str, rtype: str, expected: set[tuple[str, str, str]]) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        rcode, answer = ask(port, name, rtype)
-        if answer == expected:
-            return
-        assert time.monotonic() < deadline, f"{name} {rtype}: {rcode} {answer}, expected {expected}"
-        time.sleep(0.05)  # bounded poll: the resolver follows etcd through a watch
+    """Bounded poll: the resolver follows etcd through a watch."""
+    wait_until(lambda: ask(port, name, rtype)[1] == expected, 10, f"{name} {rtype} to answer {expected}")
 
 
 async def test_the_resolver_answers_every_record_the_syncer_wrote(etcd: object, etcd_server: LocalEtcd,
