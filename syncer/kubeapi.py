@@ -26,10 +26,10 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import Retrying
 
 from syncer.model import KINDS, ClusterSnapshot
-from syncer.retrying import budget
+from syncer.retrying import budget, retry_policy
 
 PAGE = 500
 log = structlog.get_logger()
@@ -155,15 +155,8 @@ class KubeApi:
             return data
 
         seconds = budget()
-
-        def before_sleep(state: Any) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            log.warning("retrying", what=f"list {kind} from {self.server}", attempt=state.attempt_number,
-                        error=_describe(exc) if exc else "")
-
         try:
-            for attempt in Retrying(stop=stop_after_delay(seconds), wait=wait_exponential(multiplier=0.2, max=5),
-                                    retry=retry_if_exception(_transient), reraise=True, before_sleep=before_sleep):
+            for attempt in Retrying(**retry_policy(f"list {kind} from {self.server}", seconds, _transient, _describe)):
                 with attempt:
                     return fetch()
         except k8s.ApiException as exc:

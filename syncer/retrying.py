@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import structlog
@@ -48,20 +48,26 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def retry_policy(what: str, seconds: float, transient: Callable[[BaseException], bool],
+                 describe_error: Callable[[BaseException], str] = describe) -> dict[str, Any]:
+    """tenacity arguments (for ``Retrying`` and ``AsyncRetrying``): retry ``transient`` errors with exponential
+    backoff for ``seconds``, log each retry naming ``what``, re-raise the last error."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("retrying", what=what, attempt=state.attempt_number, error=describe_error(exc) if exc else "")
+
+    return {"stop": stop_after_delay(seconds), "reraise": True, "wait": wait_exponential(multiplier=0.2, max=5),
+            "retry": retry_if_exception(transient), "before_sleep": before_sleep}
+
+
 async def retry_async(call: Callable[[], Awaitable[T]], what: str,
                       transient: Callable[[BaseException], bool] = is_transient_etcd_error,
                       seconds: float | None = None) -> T:
     """Run ``call`` until it succeeds, retrying transient errors with backoff for ``seconds``; else Unavailable."""
     seconds = budget() if seconds is None else seconds
-
-    def before_sleep(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        log.warning("retrying", what=what, attempt=state.attempt_number, error=describe(exc) if exc else "")
-
     try:
-        async for attempt in AsyncRetrying(stop=stop_after_delay(seconds), reraise=True,
-                                           wait=wait_exponential(multiplier=0.2, max=5),
-                                           retry=retry_if_exception(transient), before_sleep=before_sleep):
+        async for attempt in AsyncRetrying(**retry_policy(what, seconds, transient)):
             with attempt:
                 return await call()
     except Exception as exc:
