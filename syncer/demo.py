@@ -137,7 +137,7 @@ def main() -> int:
             resolver = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL)
         except OSError as exc:
             print(f"could not start the resolver ({exc}); the records above are what it would serve")
-            return 0
+            return 1
         if not wait_ready(resolver, http_port):
             print("the resolver did not become ready; the records above are what it would serve")
             return 1
