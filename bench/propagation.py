@@ -30,20 +30,12 @@ from pathlib import Path
 from aetcd import transactions
 from latency_probe import build_query, percentile  # bench/, next to this script
 
-from resolver.server import bind_sockets
+from resolver.server import free_dns_port
 from skydns.etcd import EtcdClient, EtcdSettings
 from skydns.localetcd import LocalEtcd, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TXN_OPS = 128  # etcd's default --max-txn-ops
-
-
-def free_dns_port() -> int:
-    udp, tcp = bind_sockets("127.0.0.1", 0)
-    port = int(tcp.getsockname()[1])
-    udp.close()
-    tcp.close()
-    return port
 
 
 def ip_of(i: int) -> str:

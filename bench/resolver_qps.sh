@@ -36,7 +36,7 @@ if ! need dnsperf || ! need knotd; then
 fi
 [ -x "$PY" ] || (cd "$ROOT" && make venv)
 
-free_port() { "$PY" -c 'from resolver.server import bind_sockets as b; u,t=b("127.0.0.1",0); print(t.getsockname()[1])'; }
+free_port() { "$PY" -c 'from resolver.server import free_dns_port; print(free_dns_port())'; }
 export PYTHONPATH="$ROOT"
 
 # --- etcd with 10,000 names -------------------------------------------------------------------------------

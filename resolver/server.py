@@ -197,6 +197,15 @@ def parse_hostport(text: str, flag: str = "--listen") -> tuple[str, int]:
     return host, int(port_text)
 
 
+def free_dns_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on ``host`` right now (for tests, benchmarks and the demo)."""
+    udp, tcp = bind_sockets(host, 0)
+    port = int(tcp.getsockname()[1])
+    udp.close()
+    tcp.close()
+    return port
+
+
 def bind_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket]:
     """A bound UDP socket and a listening TCP socket on the same address (port 0: one free port for both).
 

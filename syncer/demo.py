@@ -24,6 +24,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from resolver.server import free_dns_port
 from skydns.etcd import EtcdClient, EtcdSettings
 from skydns.localetcd import LocalEtcd, free_port
 from skydns.record import Record, encode
@@ -128,7 +129,7 @@ def main() -> int:
         untouched = {r.key for r in records if r.key in HAND_WRITTEN and r.record == HAND_WRITTEN[r.key]}
         print(f"records not ours, untouched: {len(untouched)} of {len(HAND_WRITTEN)}")
 
-        dns_port, http_port = free_port(), free_port()
+        dns_port, http_port = free_dns_port(), free_port()
         cmd = [sys.executable, "-m", "resolver", "--zone", ZONE, "--etcd-endpoints", etcd.endpoint,
                "--listen", f"127.0.0.1:{dns_port}", "--http-listen", f"127.0.0.1:{http_port}",
                "--log-level", "warning"]

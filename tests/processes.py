@@ -16,17 +16,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from resolver.server import bind_sockets
-
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_dns_port() -> int:
-    udp, tcp = bind_sockets("127.0.0.1", 0)
-    port = int(tcp.getsockname()[1])
-    udp.close()
-    tcp.close()
-    return port
 
 
 def http_status(port: int, path: str) -> tuple[int, bytes]:

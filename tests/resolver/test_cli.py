@@ -17,8 +17,9 @@ import dns.rcode
 import pytest
 
 from resolver.cli import parse_config, parse_duration
+from resolver.server import free_dns_port
 from skydns.localetcd import LocalEtcd, free_port
-from tests.processes import Process, free_dns_port, http_status, wait_until
+from tests.processes import Process, http_status, wait_until
 
 ZONE = "skydns.test."
 
