@@ -32,6 +32,7 @@ skipped records by object.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from skydns.names import DEFAULT_PREFIX, InvalidNameError, normalize_name
@@ -114,6 +115,22 @@ def plan_name(name: str) -> str:
 def dns_order(name: str) -> tuple[str, ...]:
     """Sort key that keeps a zone's names together and a name before the names below it."""
     return tuple(reversed(name.split(".")))
+
+
+def _blocked_reason(name: str, taken: list[str], occupied: Mapping[str, CurrentRecord],
+                    foreign: Sequence[CurrentRecord]) -> str:
+    """Why we must not write this record set ("" when we may): our key holds someone else's value, or we would
+    create at a name that holds another owner's (or unowned) records."""
+    if taken:
+        holder = occupied[taken[0]]
+        return (f"the key {taken[0]} is held by a {holder.type} record of {_describe_owner(holder.owner)}; "
+                f"not ours to overwrite")
+    if foreign:
+        owners = sorted({_describe_owner(r.owner) for r in foreign})
+        keys = sorted(r.key for r in foreign)
+        return (f"{name} holds records of {'; '.join(owners)} ({', '.join(keys[:3])}"
+                f"{', ...' if len(keys) > 3 else ''}); not ours to change")
+    return ""
 
 
 def _describe_owner(owner: str) -> str:
@@ -271,24 +288,12 @@ def _plan_name(ctx: _Context, name: str, wanted: dict[str, list[Endpoint]], owne
                    for t, r in sorted(want.target_resource.items())}
         targets = tuple(sorted(records))
         taken = sorted(r.key for r in records.values() if r.key in ctx.occupied)
-        if taken:
-            holder = ctx.occupied[taken[0]]
+        blocked = _blocked_reason(name, taken, ctx.occupied, foreign if not mine else [])
+        if blocked:
             for resource in sorted(set(want.target_resource.values())):
-                plan.skipped.append(Skipped(
-                    resource, f"{name} {record_type} {','.join(targets)}",
-                    f"the key {taken[0]} is held by a {holder.type} record of {_describe_owner(holder.owner)}; "
-                    f"not ours to overwrite"))
+                plan.skipped.append(Skipped(resource, f"{name} {record_type} {','.join(targets)}", blocked))
             continue
         if not mine:
-            if foreign:
-                owners = sorted({_describe_owner(r.owner) for r in foreign})
-                keys = sorted(r.key for r in foreign)
-                for resource in sorted(set(want.target_resource.values())):
-                    plan.skipped.append(Skipped(
-                        resource, f"{name} {record_type} {','.join(targets)}",
-                        f"{name} holds records of {'; '.join(owners)} ({', '.join(keys[:3])}"
-                        f"{', ...' if len(keys) > 3 else ''}); not ours to change"))
-                continue
             planned.append(Change("create", name, record_type, targets, want.ttl, want.resources,
                                   records=tuple(records.values())))
         elif not _in_sync(records, mine) and policy != "create-only":

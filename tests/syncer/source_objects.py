@@ -160,3 +160,14 @@ def ep(name: str, rtype: str, *targets: str, ttl: int | None = None, resource: s
 
 def reasons(result: SourceResult) -> list[tuple[str, str, str]]:
     return [(s.resource, s.value, s.reason) for s in result.skipped]
+
+
+def check_case(args: dict[str, Any], expected: list[Endpoint], skipped: list[tuple[str, str, str]]) -> None:
+    """One table case: the endpoints exactly, and each skip's object and value exactly, its reason by substring."""
+    result = run(**args)
+    assert result.endpoints == sorted(expected, key=lambda e: (e.name, e.type, e.resource))
+    got = reasons(result)
+    assert len(got) == len(skipped), got
+    for (resource, value, reason), want in zip(got, skipped, strict=True):
+        assert (resource, value) == want[:2]
+        assert want[2] in reason, reason

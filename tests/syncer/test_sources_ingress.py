@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.syncer.source_objects import A, ep, ingress, reasons, run
+from tests.syncer.source_objects import A, check_case, ep, ingress, run
 
 LB = [{"ip": "192.0.2.50"}]
 R = "ingress/default/app"
@@ -134,13 +134,7 @@ CASES: list[tuple[str, dict[str, Any], list[Any], list[tuple[str, str, str]]]] =
 @pytest.mark.parametrize(("case", "args", "expected", "skipped"), CASES, ids=[c[0] for c in CASES])
 def test_ingress_source(case: str, args: dict[str, Any], expected: list[Any],
                         skipped: list[tuple[str, str, str]]) -> None:
-    result = run(**args)
-    assert result.endpoints == sorted(expected, key=lambda e: (e.name, e.type, e.resource))
-    got = reasons(result)
-    assert len(got) == len(skipped), got
-    for (resource, value, reason), want in zip(got, skipped, strict=True):
-        assert (resource, value) == want[:2]
-        assert want[2] in reason, reason
+    check_case(args, expected, skipped)
 
 
 CLASSES = [
