@@ -26,14 +26,14 @@ tools:
 	fi
 
 lint: venv
-	$(BIN)/ruff check skydns resolver syncer tests bench
-	$(BIN)/mypy skydns resolver syncer
+	$(BIN)/ruff check skydns resolver syncer devtools tests bench
+	$(BIN)/mypy skydns resolver syncer devtools
 
 test: lint tools
 	$(BIN)/python -m pytest -q
 
 demo: venv
-	$(BIN)/python -m syncer.demo
+	$(BIN)/python -m devtools.demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/propagation.py [--records 100000] [--changes 1000]
 
-Starts its own etcd (``skydns.localetcd.LocalEtcd``, temp dir, free ports) and writes ``--records`` names into
+Starts its own etcd (``devtools.localetcd.LocalEtcd``, temp dir, free ports) and writes ``--records`` names into
 it, then starts ``dnssync-resolver`` as a real process (the console script) and times process start -> ``/readyz``
 200, reads its RSS from ``/proc/<pid>/status``, and then writes ``--changes`` changes one at a time, each timed
 from just before the etcd put until the resolver answers the new address over UDP (polled in a tight loop: that
@@ -30,9 +30,9 @@ from pathlib import Path
 from aetcd import transactions
 from latency_probe import build_query, percentile  # bench/, next to this script
 
+from devtools.localetcd import LocalEtcd, free_port
 from resolver.server import free_dns_port
 from skydns.etcd import EtcdClient, EtcdSettings
-from skydns.localetcd import LocalEtcd, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TXN_OPS = 128  # etcd's default --max-txn-ops

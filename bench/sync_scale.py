@@ -28,9 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from devtools.localetcd import LocalEtcd
 from skydns.etcd import EtcdClient, EtcdSettings
-from skydns.localetcd import LocalEtcd
-from syncer.etcdstate import read_current
+from syncer.etcd.state import read_current
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -32,34 +31,13 @@ from resolver.watch import EtcdMirror, MirrorStore, within
 from skydns import logs
 from skydns.etcd import EtcdClient, EtcdConfigError, EtcdSettings
 from skydns.names import InvalidNameError, normalize_name, normalize_prefix
+from skydns.settings import FALSE_WORDS, TRUE_WORDS, parse_duration
 
 log = structlog.get_logger("resolver.cli")
 
 PROG = "dnssync-resolver"
 ENV = "DNSSYNC_RESOLVER_"
 EXIT_USAGE = 2
-DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-TRUE_WORDS = {"1", "true", "yes", "on"}
-FALSE_WORDS = {"", "0", "false", "no", "off"}
-
-
-def parse_duration(text: str) -> int:
-    """Whole seconds from ``300``, ``30s``, ``5m``, ``24h``, ``1h30m``, ``2d``; raises ``ValueError``."""
-    text = text.strip().lower()
-    if text.isdigit():
-        return int(text)
-    pos, total = 0, 0.0
-    for match in DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if not text or pos != len(text):
-        raise ValueError(f"not a duration: {text!r} (use seconds or e.g. 30s, 5m, 24h)")
-    return int(total)
-
-
 class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
@@ -67,7 +45,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def _duration_arg(text: str) -> int:
     try:
-        return parse_duration(text)
+        return int(parse_duration(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -3,7 +3,8 @@
 * :mod:`skydns.names` - DNS name <-> etcd key (pure)
 * :mod:`skydns.record` - the JSON value, its codec and what record types it yields (pure)
 * :mod:`skydns.etcd` - connection settings (``ETCD_*``) and a safe aetcd client (thin I/O)
-* :mod:`skydns.localetcd` - a throwaway local etcd for the demo, tests and benchmarks
+* :mod:`skydns.settings` - booleans and durations as both command lines read them (pure)
+* :mod:`skydns.listwatch` - the load / apply / resume / reload loop both list/watch sides share
 """
 
 from skydns.names import (

@@ -43,8 +43,9 @@ from aetcd import exceptions as etcd_errors
 from aetcd import rpc, watcher
 from aetcd.utils import prefix_range_end
 
+from skydns.settings import parse_bool
+
 DEFAULT_URL = "http://localhost:2379"
-TRUE_WORDS = {"1", "true", "yes"}
 
 CHANNEL_OPTIONS: dict[str, Any] = {
     "grpc.max_receive_message_length": 256 << 20,
@@ -114,7 +115,7 @@ class EtcdSettings:
         return cls(
             endpoints=urls, ca_file=get("ETCD_CA_FILE"), cert_file=cert, key_file=key,
             server_name=get("ETCD_TLS_SERVER_NAME"),
-            insecure=(env.get("ETCD_TLS_INSECURE", "").strip().lower() in TRUE_WORDS),
+            insecure=_insecure(env.get("ETCD_TLS_INSECURE", "")),
             username=user, password=password,
         )
 
@@ -125,6 +126,13 @@ class EtcdSettings:
         if len(addrs) > 1 and all(_is_ipv4(h.hostname or "") for h in hosts):
             return "ipv4:" + ",".join(addrs)
         return addrs[0]
+
+
+def _insecure(raw: str) -> bool:
+    try:
+        return parse_bool(raw)
+    except ValueError:
+        raise EtcdConfigError(f"ETCD_TLS_INSECURE: expected true or false, got {raw!r}") from None
 
 
 def _is_ipv4(host: str) -> bool:

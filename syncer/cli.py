@@ -37,6 +37,7 @@ from aetcd import exceptions as etcd_errors
 from skydns import logs
 from skydns.etcd import EtcdClient, EtcdConfigError, EtcdSettings
 from skydns.names import normalize_prefix
+from skydns.settings import parse_bool
 from syncer.config import ANNOTATION_PREFIXES, KNOWN_SOURCES, SourceConfig
 from syncer.domains import DomainFilter
 from syncer.model import ClusterSnapshot, SourceResult
@@ -45,8 +46,6 @@ from syncer.plan import POLICIES
 PROG = "dnssync"
 ENV_PREFIX = "DNSSYNC_"
 EXIT_OK, EXIT_SYNC_ERROR, EXIT_USAGE = 0, 1, 2
-TRUE_WORDS = {"1", "true", "yes", "on"}
-FALSE_WORDS = {"0", "false", "no", "off", ""}
 CONTINUOUS_NOT_BUILT = ("dnssync: continuous mode is not built yet; run with --once to sync one time and exit "
                         "(for example from a CronJob)")
 log = structlog.get_logger()
@@ -136,12 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _from_env(flag: Flag, raw: str) -> Any:
     if flag.kind == "bool":
-        word = raw.strip().lower()
-        if word in TRUE_WORDS:
-            return True
-        if word in FALSE_WORDS:
-            return False
-        raise UsageError(f"{flag.env}: expected true or false, got {raw!r}")
+        try:
+            return parse_bool(raw)
+        except ValueError as exc:
+            raise UsageError(f"{flag.env}: {exc}") from None
     if flag.kind == "list":
         return [part.strip() for part in raw.split(",") if part.strip()]
     return raw.strip()
@@ -260,10 +257,10 @@ def _check_templates(templates: tuple[str, ...]) -> None:
 def load_snapshot(config: SyncConfig) -> ClusterSnapshot:
     """The objects, from files (``--from-manifests``) or from the API server."""
     if config.from_manifests:
-        from syncer.manifests import load
+        from syncer.kube.manifests import load
 
         return load(config.from_manifests, namespace=config.sources.namespace)
-    from syncer.kubeapi import KubeApi, kinds_for_sources
+    from syncer.kube.api import KubeApi, kinds_for_sources
 
     api = KubeApi(config.kubeconfig, config.sources.namespace, config.sources.label_filter)
     try:
@@ -274,11 +271,11 @@ def load_snapshot(config: SyncConfig) -> ClusterSnapshot:
 
 async def sync_once(config: SyncConfig, desired: SourceResult, out: Any = None) -> int:
     """Read etcd, plan, print the plan, write (unless dry-run). Returns the exit code."""
-    from syncer.etcdstate import read_current
+    from syncer.etcd.state import read_current
+    from syncer.etcd.writer import Writer
     from syncer.output import render
     from syncer.plan import calculate
     from syncer.retrying import Unavailable, describe, retry_async
-    from syncer.writer import Writer
 
     out = out or sys.stdout
     client = EtcdClient(config.etcd)
@@ -350,8 +347,8 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logs.configure(config.log_format, config.log_level)
-    from syncer.kubeapi import KubeApiError, KubeConfigError
-    from syncer.manifests import ManifestError
+    from syncer.kube.api import KubeApiError, KubeConfigError
+    from syncer.kube.manifests import ManifestError
     from syncer.sources import collect
 
     try:

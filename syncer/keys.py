@@ -14,7 +14,7 @@ SRV and ``targetstrip``: CoreDNS strips ``targetstrip`` leftmost labels not only
 but also from a *name host* when it serves it as an SRV target (``msg.Service.NewSRV``). The ``targetstrip: 1``
 our keys need would turn the target ``game.example.org`` into ``example.org``. So an SRV value stores its
 target behind one throw-away label, ``_.game.example.org``, which CoreDNS (and our resolver, which follows it)
-strips back to exactly ``game.example.org.``; the reader (:mod:`syncer.etcdstate`) strips it the same way.
+strips back to exactly ``game.example.org.``; the reader (:mod:`syncer.current`) strips it the same way.
 SRV priority 0 (ExternalDNS's ``0 50 <port> <host>``) is stored as 0, which CoreDNS serves as priority 10.
 
 Targets are canonical strings, the same in desired endpoints and in records read back: an IP as written

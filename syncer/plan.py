@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 
 from skydns.names import DEFAULT_PREFIX, InvalidNameError, normalize_name
 from skydns.record import Record
+from syncer.current import CurrentRecord
 from syncer.domains import DomainFilter
-from syncer.etcdstate import CurrentRecord
 from syncer.keys import MANAGED_TYPES, BadTargetError, canonical_target, record_key, record_value
 from syncer.model import Endpoint, Skipped
 

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from devtools.localetcd import LocalEtcd
 from skydns.etcd import EtcdClient, EtcdSettings
-from skydns.localetcd import LocalEtcd
 
 
 @pytest.fixture(scope="session")

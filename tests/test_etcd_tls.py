@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from aetcd import exceptions as etcd_errors
 
+from devtools.localetcd import LocalEtcd
 from resolver.server import free_dns_port
 from skydns.etcd import EtcdClient, EtcdSettings, read_prefix
-from skydns.localetcd import LocalEtcd
 from skydns.record import decode
 from tests.processes import Process, ask, http_status, wait_until
 from tests.syncer.helpers import EXAMPLES, run_dnssync

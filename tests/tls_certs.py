@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from skydns.localetcd import LocalEtcd
+from devtools.localetcd import LocalEtcd
 
 SERVER_SANS = "IP:127.0.0.1,DNS:localhost,DNS:etcd.test"
 

@@ -12,10 +12,10 @@ import dns.message
 import dns.rdatatype
 import pytest
 
+from devtools.localetcd import LocalEtcd
 from resolver.changes import KeyChange
 from resolver.cli import Resolver, ResolverConfig
 from skydns.etcd import EtcdClient, EtcdSettings
-from skydns.localetcd import LocalEtcd
 
 ZONE = "skydns.test."
 T = TypeVar("T")

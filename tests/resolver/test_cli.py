@@ -16,9 +16,9 @@ import dns.query
 import dns.rcode
 import pytest
 
+from devtools.localetcd import LocalEtcd, free_port
 from resolver.cli import parse_config, parse_duration
 from resolver.server import free_dns_port
-from skydns.localetcd import LocalEtcd, free_port
 from tests.processes import Process, http_status, wait_until
 
 ZONE = "skydns.test."

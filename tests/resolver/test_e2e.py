@@ -14,9 +14,9 @@ import dns.rcode
 import pytest
 from aetcd import transactions
 
+from devtools.localetcd import LocalEtcd
 from resolver.cli import Resolver
 from skydns.etcd import EtcdClient
-from skydns.localetcd import LocalEtcd
 from tests.resolver.cases import CASES, FIXTURE, ZONES, check
 from tests.resolver.conftest import addresses, eventually, query, start_resolver
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from aetcd import rpc, transactions
 
+from devtools.localetcd import LocalEtcd
 from resolver.changes import KeyChange
 from resolver.watch import EtcdMirror, group_by_revision
 from skydns.etcd import EtcdClient, EtcdSettings, read_prefix
-from skydns.localetcd import LocalEtcd
 from tests.resolver.conftest import RecordingStore, eventually
 
 PREFIX = "/skydns"

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from skydns.record import Record
-from syncer.etcdstate import CurrentRecord, classify
+from syncer.current import CurrentRecord, classify
 from syncer.keys import record_key, record_value
 from syncer.model import Endpoint
 

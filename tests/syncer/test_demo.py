@@ -1,4 +1,4 @@
-"""``make demo`` (``python -m syncer.demo``): README command one runs the whole product and leaves nothing behind."""
+"""``make demo`` (``python -m devtools.demo``): README command one runs the whole product and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.syncer.helpers import ROOT
 
 @pytest.mark.timeout(120)
 def test_the_demo_syncs_serves_every_example_name_and_stops_everything() -> None:
-    done = subprocess.run([sys.executable, "-m", "syncer.demo"], cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "devtools.demo"], cwd=ROOT, capture_output=True, text=True,
                           timeout=110)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.localetcd import LocalEtcd
 from skydns.etcd import EtcdClient, read_prefix
-from skydns.localetcd import LocalEtcd
 from skydns.record import Record, encode, host_kind
-from syncer.etcdstate import read_current
+from syncer.etcd.state import read_current
 from syncer.keys import record_key
 from tests.syncer.helpers import EXAMPLES, OWNER, PREFIX, ROOT, run_dnssync
 
@@ -194,7 +194,7 @@ def test_a_bad_manifest_exits_2_naming_the_file_and_line(tmp_path: Path) -> None
 
 async def test_kubeconfig_reads_a_real_api_server_with_the_real_client(
         etcd: EtcdClient, etcd_server: LocalEtcd, tmp_path: Path) -> None:
-    from syncer.manifests import load
+    from syncer.kube.manifests import load
     from tests.fakekube import FakeKubeServer
 
     examples = load([str(ROOT / EXAMPLES)])

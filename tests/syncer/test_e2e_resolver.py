@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.localetcd import LocalEtcd, free_port
 from resolver.server import free_dns_port
-from skydns.localetcd import LocalEtcd, free_port
 from tests.processes import Process, ask, http_status, wait_until
 from tests.syncer.helpers import EXAMPLES, OWNER, ROOT, run_dnssync
 

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from skydns.record import HostKind, decode, encode, host_kind
-from syncer.etcdstate import classify
+from syncer.current import classify
 from syncer.keys import BadTargetError, canonical_target, leaf, record_key, record_value
 
 

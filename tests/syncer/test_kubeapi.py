@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from syncer.kubeapi import KubeApi, KubeConfigError, kinds_for_sources
+from syncer.kube.api import KubeApi, KubeConfigError, kinds_for_sources
 from tests.fakekube import FakeKubeServer
 
 pytestmark = pytest.mark.timeout(30)

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncer.manifests import ManifestError, load
+from syncer.kube.manifests import ManifestError, load
 
 SERVICE = """apiVersion: v1
 kind: Service

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skydns.record import Record
-from syncer.etcdstate import CurrentRecord, classify
+from syncer.current import CurrentRecord, classify
 from syncer.keys import record_key
 from syncer.model import Endpoint
 from syncer.plan import Plan, calculate

@@ -6,11 +6,11 @@ import pytest
 
 from skydns.etcd import EtcdClient, read_prefix
 from skydns.record import Record, decode, encode
-from syncer.etcdstate import read_current
+from syncer.etcd.state import read_current
+from syncer.etcd.writer import ApplyResult, Writer
 from syncer.keys import record_key
 from syncer.model import Endpoint
 from syncer.plan import Plan, calculate
-from syncer.writer import ApplyResult, Writer
 from tests.syncer.helpers import OWNER, PREFIX, ep
 
 pytestmark = pytest.mark.timeout(30)

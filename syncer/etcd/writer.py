@@ -32,8 +32,9 @@ import structlog
 
 from skydns.names import InvalidNameError
 from skydns.record import encode
+from syncer.current import CurrentRecord
 from syncer.domains import DomainFilter
-from syncer.etcdstate import CurrentRecord, read_name
+from syncer.etcd.state import read_name
 from syncer.model import Endpoint
 from syncer.plan import Change, calculate, plan_name
 from syncer.retrying import retry_async

@@ -1,4 +1,4 @@
-"""The current records: every key under the prefix, classified the way CoreDNS reads it.
+"""The current records: every key under the prefix, classified the way CoreDNS reads it. Pure, no I/O.
 
 One :class:`CurrentRecord` per etcd key. What we find there, and how it is classified:
 
@@ -23,12 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aetcd
-
-from skydns.etcd import read_prefix
 from skydns.names import InvalidKeyError, key_to_name, normalize_prefix
 from skydns.record import HostKind, Record, RecordDecodeError, decode, host_kind, parse_ip
-from syncer.keys import name_key
 
 
 @dataclass(frozen=True)
@@ -112,26 +108,3 @@ def classify_kvs(kvs: Iterable[Any], prefix: str) -> tuple[list[CurrentRecord], 
     records.sort(key=lambda r: r.key)
     malformed.sort(key=lambda m: m.key)
     return records, malformed
-
-
-def prefix_bytes(prefix: str) -> bytes:
-    """``/skydns`` -> ``b"/skydns/"`` (never ``/skydns`` alone: that would also read ``/skydns2/...``)."""
-    return (normalize_prefix(prefix) + "/").encode()
-
-
-async def read_current(client: aetcd.Client, prefix: str) -> CurrentState:
-    """Every record under the prefix, read at one revision (paged)."""
-    revision, kvs = await read_prefix(client, prefix_bytes(prefix))
-    records, malformed = classify_kvs(kvs, prefix)
-    return CurrentState(revision, records, malformed)
-
-
-async def read_name(client: aetcd.Client, prefix: str, name: str) -> CurrentState:
-    """The records whose name is ``name``: one read at one revision of the bare key and everything below it."""
-    path = name_key(prefix, name)
-    revision, kvs = await read_prefix(client, path.encode())
-    below = path + "/"
-    kvs = [kv for kv in kvs if kv.key == path.encode() or kv.key.startswith(below.encode())]
-    records, malformed = classify_kvs(kvs, prefix)
-    wanted = name.rstrip(".")
-    return CurrentState(revision, [r for r in records if r.name == wanted], malformed)

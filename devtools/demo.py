@@ -24,11 +24,12 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from devtools.localetcd import LocalEtcd, free_port
 from resolver.server import free_dns_port
 from skydns.etcd import EtcdClient, EtcdSettings
-from skydns.localetcd import LocalEtcd, free_port
 from skydns.record import Record, encode
-from syncer.etcdstate import CurrentRecord, read_current
+from syncer.current import CurrentRecord
+from syncer.etcd.state import read_current
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "manifests" / "examples"

@@ -1,0 +1,42 @@
+"""How both processes read settings words from flags and the environment. Pure, no I/O.
+
+* booleans: :data:`TRUE_WORDS` (``1``, ``true``, ``yes``, ``on``) and :data:`FALSE_WORDS` (``0``, ``false``,
+  ``no``, ``off`` and the empty string), case and surrounding white space ignored; anything else is an error,
+  never silently false;
+* durations: whole seconds (``300``) or Go-style parts (``500ms``, ``30s``, ``5m``, ``24h``, ``1h30m``, ``2d``).
+"""
+
+from __future__ import annotations
+
+import re
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_bool(text: str) -> bool:
+    """``"On"`` -> True, ``""`` -> False; raises ``ValueError`` for a word that is neither."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``300``, ``500ms``, ``30s``, ``5m``, ``24h``, ``1h30m``, ``2d``; raises ``ValueError``."""
+    text = text.strip().lower()
+    if text.isdigit():
+        return float(text)
+    pos, total = 0, 0.0
+    for match in DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise ValueError(f"not a duration: {text!r} (use seconds or e.g. 30s, 5m, 24h)")
+    return total
