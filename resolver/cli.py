@@ -25,13 +25,13 @@ from typing import Any, NoReturn
 
 import structlog
 
-from resolver.http import HealthServer
-from resolver.server import DnsServer, Respond, parse_hostport, servfail
+from resolver.server import DnsServer, Respond, servfail
 from resolver.watch import EtcdMirror, MirrorStore, within
 from skydns import logs
 from skydns.etcd import EtcdClient, EtcdConfigError, EtcdSettings
+from skydns.http import HealthServer
 from skydns.names import InvalidNameError, normalize_name, normalize_prefix
-from skydns.settings import FALSE_WORDS, TRUE_WORDS, parse_duration
+from skydns.settings import FALSE_WORDS, TRUE_WORDS, parse_duration, parse_hostport
 
 log = structlog.get_logger("resolver.cli")
 

@@ -178,25 +178,6 @@ class _Tcp(asyncio.Protocol):
         self._buf = bytearray()
 
 
-def parse_hostport(text: str, flag: str = "--listen") -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` -> ``(host, port)``; raises ``ValueError`` with a one-line message."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"{flag}: expected [v6-address]:port, got {text!r}")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or ":" in host:
-            raise ValueError(f"{flag}: expected host:port or [v6-address]:port, got {text!r}")
-    if not host:
-        raise ValueError(f"{flag}: missing host in {text!r}")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"{flag}: bad port in {text!r}")
-    return host, int(port_text)
-
-
 def free_dns_port(host: str = "127.0.0.1") -> int:
     """A port free for both UDP and TCP on ``host`` right now (for tests, benchmarks and the demo)."""
     udp, tcp = bind_sockets(host, 0)

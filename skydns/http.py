@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-log = structlog.get_logger("resolver.http")
+log = structlog.get_logger("skydns.http")
 
 MAX_REQUEST_HEAD = 8192
 READ_TIMEOUT = 5.0

@@ -3,6 +3,7 @@
 * booleans: :data:`TRUE_WORDS` (``1``, ``true``, ``yes``, ``on``) and :data:`FALSE_WORDS` (``0``, ``false``,
   ``no``, ``off`` and the empty string), case and surrounding white space ignored; anything else is an error,
   never silently false;
+* ``host:port`` or ``[v6]:port`` listen addresses (:func:`parse_hostport`);
 * durations: whole seconds (``300``) or Go-style parts (``500ms``, ``30s``, ``5m``, ``24h``, ``1h30m``, ``2d``).
 """
 
@@ -40,3 +41,22 @@ def parse_duration(text: str) -> float:
     if not text or pos != len(text):
         raise ValueError(f"not a duration: {text!r} (use seconds or e.g. 30s, 5m, 24h)")
     return total
+
+
+def parse_hostport(text: str, flag: str = "--listen") -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> ``(host, port)``; raises ``ValueError`` with a one-line message."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"{flag}: expected [v6-address]:port, got {text!r}")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"{flag}: expected host:port or [v6-address]:port, got {text!r}")
+    if not host:
+        raise ValueError(f"{flag}: missing host in {text!r}")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{flag}: bad port in {text!r}")
+    return host, int(port_text)

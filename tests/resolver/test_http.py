@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from resolver.http import HealthServer
+from skydns.http import HealthServer
 
 
 class Flags:

@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 
 from resolver.answers import Answerer
 from resolver.changes import KeyChange
-from resolver.server import DnsServer, parse_hostport, servfail
+from resolver.server import DnsServer, servfail
 from resolver.store import Store
+from skydns.settings import parse_hostport
 
 ZONE = "skydns.test."
 

@@ -1,0 +1,18 @@
+"""The syncer's Prometheus metrics (``dnssync_*``), defined once for every module that counts something."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENT_TO_COMMIT = Histogram(
+    "dnssync_event_to_commit_seconds", "From a Kubernetes event (or file change) reaching us to its etcd commit",
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+WATCH_EVENTS = Counter("dnssync_watch_events_total", "Watch events received, by kind and type", ["kind", "type"])
+RELISTS = Counter("dnssync_relists_total", "Lists after the first one, by kind and why", ["kind", "reason"])
+PENDING_NAMES = Gauge("dnssync_pending_names", "DNS names waiting to be planned and written")
+WRITES = Counter("dnssync_writes_total", "Keys written to etcd, by action (put, delete)", ["action"])
+CONFLICTS = Counter("dnssync_conflicts_total",
+                    "Records not written because another owner's records hold the name or key")
+DRIFT_REPAIRS = Counter("dnssync_drift_repairs_total", "Owned records put back after someone changed them in etcd")
+CACHED_OBJECTS = Gauge("dnssync_cached_objects", "Objects held in the projection caches, by kind", ["kind"])
+LAST_FULL_SYNC = Gauge("dnssync_last_full_sync_timestamp_seconds", "Unix time of the last full reconcile written")
