@@ -1,5 +1,5 @@
 """A fake Kubernetes API server for tests; see :mod:`tests.fakekube.server`."""
 
-from tests.fakekube.server import ApiError, FakeKubeServer
+from tests.fakekube.server import ApiError, Failure, FakeKubeServer, Request
 
-__all__ = ["ApiError", "FakeKubeServer"]
+__all__ = ["ApiError", "Failure", "FakeKubeServer", "Request"]

@@ -8,8 +8,11 @@ Implemented, as the real API server does it:
   Pod, Namespace (core/v1), EndpointSlice (discovery.k8s.io/v1), Ingress, IngressClass (networking.k8s.io/v1)
   and Lease (coordination.k8s.io/v1), in their all-namespaces and namespaced URL forms.
 * Lists: ``resourceVersion`` in ``metadata``, items without kind/apiVersion, ``labelSelector`` (``=``, ``==``,
-  ``!=``, exists, ``!`` not-exists, ``in``, ``notin``), ``fieldSelector`` (``metadata.name``,
-  ``metadata.namespace`` and a few per-kind fields), ``limit``/``continue`` paging over a consistent
+  ``!=``, exists, ``!`` not-exists, ``in``, ``notin``), ``fieldSelector`` (``=``, ``==``, ``!=``, comma-separated
+  terms AND-ed, on ``metadata.name``, ``metadata.namespace`` and a few per-kind fields: Service
+  ``spec.clusterIP``/``spec.type``, Pod ``spec.nodeName``/``status.phase``, Namespace ``status.phase``; a
+  missing field is ``""``, so ``status.phase!=Succeeded,status.phase!=Failed`` keeps phase-less Pods; other
+  fields are 400 ``field label not supported``), ``limit``/``continue`` paging over a consistent
   snapshot, ``resourceVersionMatch=Exact`` (served from history), 410 Expired for compacted continue tokens
   and versions.
 * Watches: chunked JSON lines, synthetic ADDED events for ``resourceVersion`` unset/``0``, replay of the
@@ -24,8 +27,23 @@ Implemented, as the real API server does it:
 * A watch whose client hangs up is unregistered at once (``select`` on the connection and a wake-up pipe).
 * Server-side tables (``Accept: ...;as=Table``) with the default Name/Created At columns, for ``kubectl get``.
 
-Deliberately not implemented: authentication/authorization (any token is accepted), admission (namespaces
-need not exist), protobuf, JSON patch's move/copy operations, deletecollection,
+Fault injection and assertions, on ``FakeKubeServer`` (thread-safe; each method's docstring states its rules):
+
+* ``fail_requests(status, count, verb=, kind=, retry_after=, reason=, message=)`` / ``clear_failures()``:
+  the next matching requests get an HTTP error with a real-looking ``Status`` (500 InternalError, 503
+  ServiceUnavailable, 429 TooManyRequests with ``Retry-After``, 401 Unauthorized, 403 Forbidden in RBAC's
+  words, ...). Note that the official client's urllib3 pool retries a GET, PUT or DELETE answered 429, 503 or
+  413 *with* ``Retry-After`` by itself (up to 3 times, sleeping as told) before the caller sees an
+  ``ApiException``; without ``retry_after`` the first error reaches the caller.
+* Watch faults, each optionally for one kind and returning how many watches it hit: ``expire_watches``
+  (ERROR 410 Expired, then a clean end), ``end_watches`` (clean end, optionally after a BOOKMARK),
+  ``drop_watches`` (connection cut mid-stream), ``stall_watches``/``resume_watches`` (silence; the events
+  committed meanwhile are lost to the stalled watch), besides ``compact()`` and ``send_bookmarks()``.
+* ``request_log()`` of ``Request(method, path, params, verb, kind, status, time)`` records,
+  ``count_requests(verb, kind, **params)`` and ``clear_log()``; ``requests`` keeps the raw (method, path).
+
+Deliberately not implemented: authentication/authorization (any token is accepted; 401/403 only when
+injected), admission (namespaces need not exist), protobuf, JSON patch's move/copy operations, deletecollection,
 finalizers and graceful deletion, managedFields and apply conflicts, OpenAPI documents (``/openapi/v2`` and
 ``/openapi/v3`` answer 404; kubectl then needs ``--validate=false`` for create/apply/replace), watch
 ``sendInitialEvents`` beyond ADDED events plus the initial-events-end BOOKMARK, and periodic bookmarks.
@@ -37,6 +55,8 @@ import base64
 import binascii
 import contextlib
 import copy
+import dataclasses
+import http.client
 import json
 import queue
 import re
@@ -118,9 +138,11 @@ def now_timestamp() -> str:
 class ApiError(Exception):
     """An error answered as a ``Status`` object, like the real server's."""
 
-    def __init__(self, code: int, reason: str, message: str, details: Obj | None = None) -> None:
+    def __init__(self, code: int, reason: str, message: str, details: Obj | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code, self.reason, self.message, self.details = code, reason, message, details
+        self.headers = headers or {}
 
     def status(self) -> Obj:
         body: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -372,11 +394,18 @@ class Watcher:
         self.kind, self.matches, self.bookmarks = kind, matches, bookmarks
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self.closed = threading.Event()
+        self.stalled = False  # set and cleared under the store's lock; see FakeKubeServer.stall_watches
+        self.last_rv = 0  # the newest resourceVersion queued to it (its start point until then)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)
 
     def put(self, item: Item) -> None:
+        if isinstance(item, tuple) and (rv := item[1].get("metadata", {}).get("resourceVersion")):
+            self.last_rv = int(rv)
         self.queue.put(item)
+        self.wake()
+
+    def wake(self) -> None:
         with contextlib.suppress(OSError):  # the pair is full (so a wake-up is pending anyway) or closed
             self._wake_w.send(b"\0")
 
@@ -435,8 +464,8 @@ class Store:
             return copy.deepcopy(new)
 
     def _notify(self, event: Event) -> None:
-        for watcher in self.watchers:
-            seen = watcher.kind is event.kind and watch_event(event, watcher.matches)
+        for watcher in self.watchers:  # a stalled watch loses the event, as a dead connection would
+            seen = watcher.kind is event.kind and not watcher.stalled and watch_event(event, watcher.matches)
             if seen:
                 watcher.put(seen)
 
@@ -494,6 +523,8 @@ class Store:
                 replay = (watch_event(e, watcher.matches) for e in self.history
                           if e.rv > since and e.kind is watcher.kind)
                 initial = [seen for seen in replay if seen]
+            watcher.last_rv = self.rv if since is None else max([since, *(int(obj["metadata"]["resourceVersion"])
+                                                                          for _, obj in initial)])
             self.watchers.append(watcher)
             self.cond.notify_all()
             return self.rv, initial
@@ -507,15 +538,10 @@ class Store:
             self.cond.notify_all()
             return self.rv
 
-    def broadcast(self, item: str | None) -> list[Watcher]:
-        """Queue a control item (DROP/STOP) or, with None, a bookmark on every open watch."""
-        with self.cond:
-            for watcher in self.watchers:
-                if item is not None:
-                    watcher.put(item)
-                elif watcher.bookmarks:
-                    watcher.put(("BOOKMARK", bookmark(watcher.kind, self.rv)))
-            return list(self.watchers)
+    def select(self, kind: Kind | None, stalled: bool | None = False) -> list[Watcher]:
+        """The open watches of ``kind`` (None: all) that are stalled or not (None: either); hold ``cond``."""
+        return [w for w in self.watchers
+                if (kind is None or w.kind is kind) and (stalled is None or w.stalled is stalled)]
 
     def wait_for_watches(self, count: int, timeout: float) -> None:
         with self.cond:
@@ -523,7 +549,7 @@ class Store:
                 raise TimeoutError(f"{len(self.watchers)} watches open, waited for {count}")
 
 
-def bookmark(kind: Kind, rv: int, initial_events_end: bool = False) -> Obj:
+def bookmark_object(kind: Kind, rv: int, initial_events_end: bool = False) -> Obj:
     metadata: Obj = {"resourceVersion": str(rv)}
     if initial_events_end:
         metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
@@ -578,6 +604,16 @@ def parse_rv(value: str | None) -> int | None:
         return int(value)
     except ValueError:
         raise bad_request(f"invalid resource version: {value!r}") from None
+
+
+def parse_body(raw: bytes) -> Any:
+    """A request body: None when empty, else JSON."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise bad_request(f"the body is not JSON (the fake does not parse YAML): {err}") from None
 
 
 def request_filter(route: Route, params: dict[str, str]) -> Predicate:
@@ -811,12 +847,120 @@ def as_table(doc: Obj) -> Obj:
             "columnDefinitions": columns, "rows": rows}
 
 
+# ---------------------------------------------------------------------------------------------- fault injection
+
+FORBIDDEN_USER = "system:serviceaccount:x:y"  # who an injected 403 says was refused
+INJECTED_CAUSE = "fakekube: injected failure"
+
+# Per HTTP status: the reason and the default message of an injected error, worded as the real server's.
+INJECTED_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("BadRequest", "the server rejected our request for an unknown reason"),
+    401: ("Unauthorized", "Unauthorized"),
+    403: ("Forbidden", ""),  # worded per request by forbidden()
+    404: ("NotFound", "the server could not find the requested resource"),
+    405: ("MethodNotAllowed", "the server does not allow this method on the requested resource"),
+    409: ("Conflict", "the server reported a conflict"),
+    410: ("Expired", "The resourceVersion for the provided {verb} is too old."),
+    413: ("RequestEntityTooLarge", "the request entity is too large"),
+    415: ("UnsupportedMediaType", "the server was unable to handle the media type requested"),
+    422: ("Invalid", "the server rejected our request due to an error in our request"),
+    429: ("TooManyRequests", "Too many requests, please try again later."),
+    500: ("InternalError", f"Internal error occurred: {INJECTED_CAUSE}"),
+    503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
+    504: ("Timeout", "Timeout: request did not complete within requested timeout - context deadline exceeded"),
+}
+
+
+def request_verb(method: str, route: Route | None, params: dict[str, str]) -> str | None:
+    """The authorization verb of a request, as RBAC sees it; None off the resource API (discovery, 404s)."""
+    if route is None:
+        return None
+    if method == "GET":
+        return "get" if route.name else "watch" if truthy(params.get("watch")) else "list"
+    if method == "DELETE" and route.name is None:
+        return "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
+
+
+@dataclass(eq=False)
+class Failure:
+    """One ``fail_requests`` rule, and the handle it returns; read ``hits`` and ``remaining`` from it."""
+
+    status: int
+    remaining: int | None  # requests still to fail; None: until clear_failures()
+    verb: str | None
+    kind: str | None
+    retry_after: int | None
+    reason: str | None
+    message: str | None
+    hits: int = 0  # the requests it has answered
+
+    def matches(self, verb: str, kind: Kind) -> bool:
+        return self.verb in (None, verb) and self.kind in (None, kind.kind)
+
+    def error(self, route: Route, verb: str) -> ApiError:
+        """The Status this rule answers ``route`` with: the real wording unless reason/message override it."""
+        default = _default_error(self.status, route, verb)
+        details = dict(default.details or {})
+        headers = {}
+        if self.retry_after is not None:
+            details["retryAfterSeconds"] = self.retry_after
+            headers["Retry-After"] = str(self.retry_after)
+        return ApiError(self.status, self.reason or default.reason, self.message or default.message,
+                        details or None, headers)
+
+
+def _default_error(status: int, route: Route, verb: str) -> ApiError:
+    if status == 403:
+        return forbidden(route, verb, FORBIDDEN_USER)
+    if status == 404 and route.name:
+        return not_found(route.kind, route.name)
+    if status == 409 and route.name:
+        return conflict(route.kind, route.name)
+    if status == 500:
+        return ApiError(500, "InternalError", INJECTED_ERRORS[500][1], {"causes": [{"message": INJECTED_CAUSE}]})
+    reason, message = INJECTED_ERRORS.get(status, ("", http.client.responses.get(status, "error")))
+    return ApiError(status, reason, message.format(verb=verb))
+
+
+def forbidden(route: Route, verb: str, user: str) -> ApiError:
+    """The RBAC authorizer's 403, word for word."""
+    kind = route.kind
+    resource = f"{kind.plural}/{route.subresource}" if route.subresource else kind.plural
+    scope = f'in the namespace "{route.namespace}"' if route.namespace else "at the cluster scope"
+    subject = f'{kind.resource} "{route.name}"' if route.name else kind.resource
+    message = (f'{subject} is forbidden: User "{user}" cannot {verb} resource "{resource}" in API group '
+               f'"{kind.group}" {scope}')
+    details = _details(kind, route.name) if route.name else {**({"group": kind.group} if kind.group else {}),
+                                                             "kind": kind.plural}
+    return ApiError(403, "Forbidden", message, details)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as ``FakeKubeServer.request_log()`` records it, when it is answered."""
+
+    method: str
+    path: str  # without the query string
+    params: dict[str, str]  # the query parameters (the last value of a repeated one)
+    verb: str | None  # see request_verb(); None off the resource API
+    kind: str | None  # "Service", "Ingress", ...; None off the resource API
+    status: int | None  # the HTTP status answered (200 for a watch stream); None if no answer was sent
+    time: float  # time.monotonic() when the request arrived
+
+    def matches(self, verb: str | None, kind: str | None, params: dict[str, Any]) -> bool:
+        """Whether it has this verb and kind (None: any) and these parameters (None: absent)."""
+        return (verb in (None, self.verb) and kind in (None, self.kind)
+                and all(self.params.get(k) == (None if v is None else str(v)) for k, v in params.items()))
+
+
 # ---------------------------------------------------------------------------------------------- HTTP
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
+    _pending: Request | None = None  # the request being handled, until it is logged with its status
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -837,33 +981,42 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _handle(self, method: str) -> None:
-        self.server.fake.requests.append((method, self.path))
+        fake = self.server.fake
+        fake.requests.append((method, self.path))
         url = urlsplit(self.path)
         params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        route = parse_route(url.path)
+        verb = request_verb(method, route, params)
+        self._pending = Request(method, url.path, dict(params), verb, route.kind.kind if route else None, None,
+                                time.monotonic())
         try:
-            body = self._read_body()
-            self._dispatch(method, url.path, params, body)
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if route is not None and verb is not None and (failure := fake._take_failure(verb, route.kind)):
+                raise failure.error(route, verb)
+            self._dispatch(method, url.path, route, params, parse_body(raw))
         except ApiError as err:
-            self._send_json(err.code, err.status())
+            self._send_json(err.code, err.status(), err.headers)
         except OSError:  # the client went away, or drop_watches() cut the connection
             self.close_connection = True
         except Exception as err:  # a bug in the fake: answer it rather than hang the client
             self._send_json(500, ApiError(500, "InternalError", f"fakekube: {err!r}").status())
+        finally:
+            self._log(None)
 
-    def _read_body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        if not length:
-            return None
-        try:
-            return json.loads(self.rfile.read(length))
-        except json.JSONDecodeError as err:
-            raise bad_request(f"the body is not JSON (the fake does not parse YAML): {err}") from None
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._log(code)
+        super().send_response(code, message)
 
-    def _dispatch(self, method: str, path: str, params: dict[str, str], body: Any) -> None:
+    def _log(self, status: int | None) -> None:
+        """Log the request being handled with the status it is answered with, once."""
+        if self._pending is not None:
+            self.server.fake._log_request(dataclasses.replace(self._pending, status=status))
+            self._pending = None
+
+    def _dispatch(self, method: str, path: str, route: Route | None, params: dict[str, str], body: Any) -> None:
         store = self.server.fake.store
         if method == "GET" and (doc := discovery(path, self.headers.get("Host", ""))) is not None:
             return self._send_json(200, doc)
-        route = parse_route(path)
         if route is None:
             raise no_such_resource()
         if method == "GET" and route.name is None and truthy(params.get("watch")):
@@ -887,11 +1040,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _accept(self) -> str:
         return self.headers.get("Accept", "").replace(" ", "").lower()
 
-    def _send_json(self, code: int, doc: Obj) -> None:
+    def _send_json(self, code: int, doc: Obj, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(doc).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -903,13 +1058,14 @@ class _Handler(BaseHTTPRequestHandler):
         watcher = Watcher(route.kind, request_filter(route, params), bookmarks)
         timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
         self.close_connection = True
+        self._log(200)  # before the watch is registered: once wait_for_watches() returns, it is in the log
         try:
             rv, initial = store.open_watch(watcher, parse_rv(params.get("resourceVersion")))
             self._start_stream()
             for event_type, obj in initial:
                 self._send_event(event_type, obj)
             if truthy(params.get("sendInitialEvents")) and watcher.bookmarks:
-                self._send_event("BOOKMARK", bookmark(route.kind, rv, initial_events_end=True))
+                self._send_event("BOOKMARK", bookmark_object(route.kind, rv, initial_events_end=True))
             self._pump(watcher, None if timeout is None else time.monotonic() + timeout)
         except ApiError as err:
             if err.code != 410:
@@ -934,17 +1090,17 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(item, tuple):
                 self._send_event(*item)
         if watcher.bookmarks:
-            self._send_event("BOOKMARK", bookmark(watcher.kind, last_rv))
+            self._send_event("BOOKMARK", bookmark_object(watcher.kind, last_rv))
         self._end_stream()
 
     def _queued(self, watcher: Watcher, deadline: float | None) -> Iterator[Item]:
+        """The items of a watch as they come; a stalled watch does not time out (its client would not know)."""
         while True:
             yield from watcher.take()
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = None if deadline is None or watcher.stalled else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return
-            if not watcher.wait(self.connection, remaining):
-                return
+            watcher.wait(self.connection, remaining)  # then look again: it may have been stalled meanwhile
 
     def _start_stream(self) -> None:
         self.send_response(200)
@@ -963,6 +1119,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 makes a burst of connections wait out a 1 s SYN retry
 
     def __init__(self, fake: FakeKubeServer) -> None:
         self.fake = fake
@@ -1005,7 +1162,10 @@ class FakeKubeServer:
 
     def __init__(self) -> None:
         self.store = Store()
-        self.requests: list[tuple[str, str]] = []
+        self.requests: list[tuple[str, str]] = []  # (method, path with query), as they arrive
+        self._lock = threading.Lock()  # guards the request log and the failure rules
+        self._log: list[Request] = []
+        self._failures: list[Failure] = []
         self._http: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -1021,7 +1181,7 @@ class FakeKubeServer:
     def stop(self) -> None:
         if self._http is None:
             return
-        self._close_watches(STOP)
+        self._signal(None, lambda _: [STOP], stalled=None)
         self._http.shutdown()
         self._http.close_connections(timeout=5)
         self._http.server_close()
@@ -1094,14 +1254,6 @@ class FakeKubeServer:
 
     # --- watches
 
-    def send_bookmarks(self) -> int:
-        """Send a BOOKMARK at the current resourceVersion on each bookmark-enabled watch; returns how many."""
-        return sum(w.bookmarks for w in self.store.broadcast(None))
-
-    def drop_watches(self, timeout: float = 5.0) -> int:
-        """Cut every open watch connection without ending the chunked stream; returns how many were cut."""
-        return self._close_watches(DROP, timeout)
-
     def wait_for_watches(self, count: int = 1, timeout: float = 5.0) -> None:
         """Block until exactly ``count`` watches are open: events written after this reach them live."""
         self.store.wait_for_watches(count, timeout)
@@ -1111,8 +1263,154 @@ class FakeKubeServer:
         with self.store.cond:
             return len(self.store.watchers)
 
-    def _close_watches(self, item: str, timeout: float = 5.0) -> int:
-        watchers = self.store.broadcast(item)
+    def send_bookmarks(self) -> int:
+        """Send a BOOKMARK at the current resourceVersion on each bookmark-enabled, unstalled watch; count them."""
+        with self.store.cond:
+            watchers = [w for w in self.store.select(None) if w.bookmarks]
+            for watcher in watchers:
+                watcher.put(("BOOKMARK", bookmark_object(watcher.kind, self.store.rv)))
+            return len(watchers)
+
+    def end_watches(self, kind: str | None = None, *, bookmark: bool = False, timeout: float = 5.0) -> int:
+        """End each open watch (of ``kind``) cleanly, as ``timeoutSeconds`` does; returns how many.
+
+        The events committed before the call are sent first; with ``bookmark=True`` a watch that allows
+        bookmarks then gets a BOOKMARK at the current resourceVersion. Stalled watches are left alone.
+        """
+        def items(watcher: Watcher) -> list[Item]:
+            if bookmark and watcher.bookmarks:
+                return [("BOOKMARK", bookmark_object(watcher.kind, self.store.rv)), STOP]
+            return [STOP]
+
+        return self._signal(kind, items, timeout=timeout)
+
+    def expire_watches(self, kind: str | None = None, *, timeout: float = 5.0) -> int:
+        """Send each open watch (of ``kind``) an ERROR event with a 410 Expired Status, then end it cleanly.
+
+        This is what a watch gets when the server can no longer follow it. The message is
+        ``too old resource version: N (M)``: N is the newest resourceVersion the watch was sent (where it
+        started, if none), M the current one. Only the open watches are told: call ``compact()`` as well for
+        a re-watch from N to get 410 too (forcing a relist). Stalled watches are left alone; returns how
+        many watches got the ERROR.
+        """
+        return self._signal(kind, lambda w: [("ERROR", too_old(w.last_rv, self.store.rv).status()), STOP],
+                            timeout=timeout)
+
+    def drop_watches(self, kind: str | None = None, *, timeout: float = 5.0) -> int:
+        """Cut each open watch connection (of ``kind``, stalled ones too) without ending the chunked stream.
+
+        The client sees the connection reset mid-stream; returns how many were cut.
+        """
+        return self._signal(kind, lambda _: [DROP], stalled=None, timeout=timeout)
+
+    def stall_watches(self, kind: str | None = None) -> int:
+        """Hang each open watch (of ``kind``): connected, but sent nothing more until ``resume_watches()``.
+
+        As on a dead TCP connection, the events committed meanwhile are lost to a stalled watch for good (they
+        are not sent on resume), no BOOKMARK reaches it, and its ``timeoutSeconds`` end is held back.
+        ``end_watches``/``expire_watches`` skip it; ``drop_watches`` and ``stop`` still close it. A client
+        must notice the silence with a read timeout, drop the connection and re-watch from its
+        resourceVersion, which replays what it missed. Watches opened later are not stalled. Returns how many
+        watches were stalled by this call.
+        """
+        with self.store.cond:
+            watchers = self.store.select(self._kind(kind))
+            for watcher in watchers:
+                watcher.stalled = True
+            return len(watchers)
+
+    def resume_watches(self, kind: str | None = None) -> int:
+        """Let the stalled watches (of ``kind``) receive the events committed from now on; returns how many."""
+        with self.store.cond:
+            watchers = self.store.select(self._kind(kind), stalled=True)
+            for watcher in watchers:
+                watcher.stalled = False
+                watcher.wake()  # a watch whose timeoutSeconds passed meanwhile now ends
+            return len(watchers)
+
+    def _signal(self, kind: str | None, items: Callable[[Watcher], list[Item]], stalled: bool | None = False,
+                timeout: float = 5.0) -> int:
+        """Queue ``items(watcher)`` on the selected watches at once, then wait until they closed."""
+        with self.store.cond:
+            watchers = self.store.select(self._kind(kind), stalled)
+            for watcher in watchers:
+                for item in items(watcher):
+                    watcher.put(item)
         for watcher in watchers:
             watcher.closed.wait(timeout)
         return len(watchers)
+
+    @staticmethod
+    def _kind(kind: str | None) -> Kind | None:
+        return None if kind is None else kind_named(kind)
+
+    # --- injected failures
+
+    def fail_requests(self, status: int, count: int | None = 1, *, verb: str | None = None,
+                      kind: str | None = None, retry_after: int | None = None, reason: str | None = None,
+                      message: str | None = None) -> Failure:
+        """Answer the next ``count`` matching requests (None: all until ``clear_failures()``) with an error.
+
+        A request matches when its verb (one of VERBS; None: any) and kind (``"Service"``...; None: any)
+        match; discovery is never failed. The rules are tried in the order they were registered and the first
+        match answers, before the request touches the store. The answer is an HTTP ``status`` with a
+        ``Status`` body worded as the real server's (INJECTED_ERRORS; a 403 names FORBIDDEN_USER and the
+        verb, resource and scope as RBAC does; a named 404/409 names the object); ``reason``/``message``
+        replace the defaults. ``retry_after`` adds the ``Retry-After: N`` header and
+        ``details.retryAfterSeconds``. A watch fails with the HTTP status, before its stream starts.
+        Returns the rule, whose ``hits`` count the requests it failed.
+        """
+        if verb is not None and verb not in VERBS:
+            raise ValueError(f"verb must be one of {VERBS} or None, not {verb!r}")
+        if not 400 <= status <= 599 or (status not in INJECTED_ERRORS and reason is None):
+            raise ValueError(f"HTTP {status}: pass a 4xx/5xx status known to INJECTED_ERRORS, or a reason")
+        if count is not None and count < 1:
+            raise ValueError("count must be at least 1, or None")
+        self._kind(kind)  # an unknown kind is a ValueError
+        failure = Failure(status, count, verb, kind, retry_after, reason, message)
+        with self._lock:
+            self._failures.append(failure)
+        return failure
+
+    def clear_failures(self) -> None:
+        """Forget every fail_requests() rule; requests succeed again."""
+        with self._lock:
+            self._failures.clear()
+
+    def _take_failure(self, verb: str, kind: Kind) -> Failure | None:
+        """The first rule matching a request, which it consumes one use of."""
+        with self._lock:
+            for failure in self._failures:
+                if failure.matches(verb, kind):
+                    failure.hits += 1
+                    if failure.remaining is not None:
+                        failure.remaining -= 1
+                        if failure.remaining == 0:
+                            self._failures.remove(failure)
+                    return failure
+        return None
+
+    # --- request log
+
+    def request_log(self) -> list[Request]:
+        """The requests answered so far (since ``clear_log()``), in the order their answers started."""
+        with self._lock:
+            return list(self._log)
+
+    def count_requests(self, verb: str | None = None, kind: str | None = None, **params: Any) -> int:
+        """How many logged requests have this verb and kind (None: any) and these query parameters.
+
+        A parameter given as None must be absent; other values are compared as strings, so
+        ``count_requests("watch", "Service", resourceVersion=105)`` counts the re-watches from 105.
+        """
+        return sum(r.matches(verb, kind, params) for r in self.request_log())
+
+    def clear_log(self) -> None:
+        """Empty the request log and ``requests``."""
+        with self._lock:
+            self._log.clear()
+            self.requests.clear()
+
+    def _log_request(self, request: Request) -> None:
+        with self._lock:
+            self._log.append(request)

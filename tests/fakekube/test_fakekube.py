@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import http.client
 import json
 import queue
+import select
 import shutil
+import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from kubernetes import client, config, watch
@@ -537,6 +542,387 @@ def test_exit_closes_watches_and_leaves_no_threads(tmp_path: Path):
     assert watcher.next() is END
     watcher.thread.join(5)
     assert set(threading.enumerate()) <= before
+
+
+# ------------------------------------------------------------------------------------------------- field selectors
+
+
+def pod(name: str, phase: str | None = None, namespace: str = "default") -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]},
+            **({"status": {"phase": phase}} if phase else {})}
+
+
+@pytest.mark.parametrize(("selector", "expected"), [
+    ("status.phase!=Succeeded,status.phase!=Failed", ["a", "b", "e"]),
+    ("status.phase=Running", ["b"]),
+    ("status.phase==Running", ["b"]),
+    ("status.phase!=Running,metadata.name!=e", ["a", "c", "d"]),
+])
+def test_pod_phase_field_selectors(kube: FakeKubeServer, core: client.CoreV1Api, selector: str,
+                                   expected: list[str]):
+    for name, phase in [("a", "Pending"), ("b", "Running"), ("c", "Succeeded"), ("d", "Failed"), ("e", None)]:
+        kube.apply(pod(name, phase))
+
+    found = core.list_pod_for_all_namespaces(field_selector=selector)
+
+    assert [p.metadata.name for p in found.items] == expected
+
+
+def test_a_phase_selector_watch_sees_pods_enter_and_leave_it_live_and_replayed(kube: FakeKubeServer,
+                                                                               core: client.CoreV1Api):
+    kube.apply(pod("web", "Pending"))
+    since = kube.resource_version
+    running = WatchThread(core.list_pod_for_all_namespaces, field_selector="status.phase=Running",
+                          resource_version=since, timeout_seconds=20)
+    live = WatchThread(core.list_namespaced_pod, "default", field_selector="status.phase!=Succeeded,"
+                       "status.phase!=Failed", resource_version=since, timeout_seconds=20)
+    kube.wait_for_watches(2)
+
+    core.patch_namespaced_pod_status("web", "default", {"status": {"phase": "Running"}})
+    core.patch_namespaced_pod_status("web", "default", {"status": {"phase": "Succeeded"}})
+
+    seen = [(e["type"], e["object"].status.phase) for e in (running.next(), running.next())]
+    assert seen == [("ADDED", "Running"), ("DELETED", "Running")]
+    left = [live.next(), live.next()]
+    assert [(e["type"], e["object"].status.phase) for e in left] == [("MODIFIED", "Running"), ("DELETED", "Running")]
+    assert left[1]["object"].metadata.resource_version == kube.resource_version
+    replay = core.list_pod_for_all_namespaces(watch=True, resource_version=since, _preload_content=False,
+                                              field_selector="status.phase=Running")
+    kube.wait_for_watches(3)
+    assert kube.end_watches() == 3
+    assert [json.loads(line)["type"] for line in replay.data.decode().splitlines()] == ["ADDED", "DELETED"]
+
+
+# ------------------------------------------------------------------------------------------------- injected errors
+
+FORBIDDEN_LIST = ('services is forbidden: User "system:serviceaccount:x:y" cannot list resource "services" in '
+                  'API group "" at the cluster scope')
+
+
+def status_body(code: int, reason: str, message: str, details: dict | None = None) -> dict:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, **({"details": details} if details else {}), "code": code}
+
+
+def raw_get(kube: FakeKubeServer, path: str) -> tuple[int, Any, bytes]:
+    """GET with the standard library (no retries): status, headers and the whole body."""
+    url = urlsplit(kube.url)
+    connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=5)
+    try:
+        connection.request("GET", path, headers={"Accept": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(("code", "reason", "message", "details"), [
+    (500, "InternalError", "Internal error occurred: fakekube: injected failure",
+     {"causes": [{"message": "fakekube: injected failure"}]}),
+    (503, "ServiceUnavailable", "the server is currently unable to handle the request", None),
+    (401, "Unauthorized", "Unauthorized", None),
+    (403, "Forbidden", FORBIDDEN_LIST, {"kind": "services"}),
+])
+def test_an_injected_error_is_a_status_like_the_real_servers(kube: FakeKubeServer, core: client.CoreV1Api,
+                                                              code: int, reason: str, message: str,
+                                                              details: dict | None):
+    kube.fail_requests(code)
+
+    with pytest.raises(ApiException) as err:
+        core.list_service_for_all_namespaces()
+
+    assert err.value.status == code
+    assert json.loads(err.value.body) == status_body(code, reason, message, details)
+    assert core.list_service_for_all_namespaces().items == []  # count=1: used up
+
+
+def test_an_injected_403_words_verb_resource_and_scope_as_rbac_does(kube: FakeKubeServer,
+                                                                    api: client.ApiClient):
+    core, leases = client.CoreV1Api(api), client.CoordinationV1Api(api)
+    networking = client.NetworkingV1Api(api)
+    kube.apply(service("web", "shop"))
+    kube.fail_requests(403, count=None)
+    user = 'User "system:serviceaccount:x:y"'
+    calls = [
+        (lambda: core.read_namespaced_service("web", "shop"), {"name": "web", "kind": "services"},
+         f'services "web" is forbidden: {user} cannot get resource "services" in API group "" in the '
+         'namespace "shop"'),
+        (lambda: core.patch_namespaced_service_status("web", "shop", {"status": {}}),
+         {"name": "web", "kind": "services"},
+         f'services "web" is forbidden: {user} cannot patch resource "services/status" in API group "" in '
+         'the namespace "shop"'),
+        (lambda: leases.create_namespaced_lease("kube-system", lease("dnssync", "a")),
+         {"group": "coordination.k8s.io", "kind": "leases"},
+         f'leases.coordination.k8s.io is forbidden: {user} cannot create resource "leases" in API group '
+         '"coordination.k8s.io" in the namespace "kube-system"'),
+        (lambda: next(watch.Watch().stream(networking.list_ingress_for_all_namespaces, timeout_seconds=5)),
+         {"group": "networking.k8s.io", "kind": "ingresses"},
+         f'ingresses.networking.k8s.io is forbidden: {user} cannot watch resource "ingresses" in API group '
+         '"networking.k8s.io" at the cluster scope'),
+    ]
+
+    for call, details, message in calls:
+        with pytest.raises(ApiException) as err:
+            call()
+        assert json.loads(err.value.body) == status_body(403, "Forbidden", message, details)
+
+    kube.clear_failures()
+    kube.fail_requests(403, message="custom words")
+    with pytest.raises(ApiException) as err:
+        core.read_namespaced_service("web", "shop")
+    assert json.loads(err.value.body)["message"] == "custom words"
+    assert core.read_namespaced_service("web", "shop").metadata.name == "web"
+
+
+def test_an_injected_429_has_retry_after_in_the_header_and_the_details(kube: FakeKubeServer):
+    kube.fail_requests(429, verb="list", kind="Service", retry_after=7)
+
+    status, headers, body = raw_get(kube, "/api/v1/services")
+
+    assert status == 429 and headers["Retry-After"] == "7"
+    assert json.loads(body) == status_body(429, "TooManyRequests", "Too many requests, please try again later.",
+                                           {"retryAfterSeconds": 7})
+    assert raw_get(kube, "/api/v1/services")[0] == 200
+
+
+def test_the_official_client_itself_retries_a_get_answered_with_retry_after(kube: FakeKubeServer,
+                                                                            core: client.CoreV1Api):
+    kube.fail_requests(503, count=2, retry_after=0)
+    assert core.list_service_for_all_namespaces().items == []  # urllib3 retried twice, silently
+    assert [r.status for r in kube.request_log()] == [503, 503, 200]
+
+    kube.clear_log()
+    kube.fail_requests(429, count=None, retry_after=0)
+    with pytest.raises(ApiException) as err:
+        core.list_service_for_all_namespaces()
+    assert err.value.status == 429 and err.value.headers["Retry-After"] == "0"
+    assert kube.count_requests("list", "Service") == 4  # urllib3's default Retry(total=3)
+
+
+def test_failures_match_by_verb_and_kind_in_registration_order(kube: FakeKubeServer):
+    first = kube.fail_requests(500, count=2, verb="watch")
+    second = kube.fail_requests(503, count=None, kind="Service")
+
+    statuses = [raw_get(kube, path)[0] for path in [
+        "/api/v1/services?watch=true",  # first
+        "/api/v1/services",  # second: the first is for watches only
+        "/apis/networking.k8s.io/v1/ingresses",  # no rule for listing Ingresses
+        "/apis/networking.k8s.io/v1/ingresses?watch=1",  # first, now used up
+        "/api/v1/namespaces/shop/services?watch=True",  # second
+        "/api",  # discovery is never failed
+    ]]
+    kube.clear_failures()
+
+    assert statuses == [500, 503, 200, 500, 503, 200]
+    assert (first.hits, first.remaining, second.hits, second.remaining) == (2, 0, 2, None)
+    assert raw_get(kube, "/api/v1/services")[0] == 200
+
+
+def test_a_counted_failure_fails_exactly_that_many_concurrent_requests(kube: FakeKubeServer):
+    rule = kube.fail_requests(503, count=25, verb="list")
+    statuses: queue.Queue[int] = queue.Queue()
+
+    def run() -> None:
+        for _ in range(10):
+            statuses.put(raw_get(kube, "/api/v1/services")[0])
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert sorted(statuses.queue).count(503) == 25 and statuses.qsize() == 80
+    assert rule.hits == 25 and kube.count_requests("list", "Service") == 80
+
+
+@pytest.mark.parametrize("kwargs", [{"status": 200}, {"status": 502}, {"status": 500, "verb": "read"},
+                                    {"status": 500, "kind": "Deployment"}, {"status": 500, "count": 0}])
+def test_fail_requests_rejects_what_it_cannot_do(kube: FakeKubeServer, kwargs: dict):
+    with pytest.raises(ValueError):
+        kube.fail_requests(**kwargs)
+
+
+# ------------------------------------------------------------------------------------------------- watch faults
+
+
+def test_expire_watches_sends_a_410_error_then_ends_the_stream_cleanly(kube: FakeKubeServer,
+                                                                        core: client.CoreV1Api):
+    since = kube.resource_version
+    response = core.list_service_for_all_namespaces(watch=True, resource_version=since, _preload_content=False)
+    kube.wait_for_watches(1)
+    kube.apply(service("web"))
+    sent = kube.resource_version
+    kube.apply(ingress("shop", "shop.example.org"))
+
+    assert kube.expire_watches("Ingress") == 0
+    assert kube.expire_watches() == 1
+
+    lines = [json.loads(line) for line in response.data.decode().splitlines()]  # ends without an error
+    assert [line["type"] for line in lines] == ["ADDED", "ERROR"]
+    assert lines[1]["object"] == status_body(410, "Expired",
+                                             f"too old resource version: {sent} ({kube.resource_version})")
+    assert kube.open_watches == 0
+
+
+def test_after_expire_and_compact_the_watch_helper_gives_up_and_one_relist_follows(kube: FakeKubeServer,
+                                                                                  api: client.ApiClient):
+    core = client.CoreV1Api(api)
+    kube.apply(service("web"))
+    listed = core.list_service_for_all_namespaces()
+    services = WatchThread(core.list_service_for_all_namespaces,  # no timeout: the helper retries a 410 once
+                           resource_version=listed.metadata.resource_version)
+    ingresses = WatchThread(client.NetworkingV1Api(api).list_ingress_for_all_namespaces, timeout_seconds=20)
+    kube.wait_for_watches(2)
+    kube.apply(service("api"))
+    assert services.next()["type"] == "ADDED"
+    last = kube.resource_version
+    kube.apply(lease("other", "a"))  # the server moves on: a re-watch from `last` is now too old
+
+    kube.compact()
+    assert kube.expire_watches("Service") == 1
+
+    error = services.next()
+    assert isinstance(error, ApiException) and error.status == 410
+    assert kube.count_requests("watch", "Service") == 2
+    assert kube.count_requests("watch", "Service", resourceVersion=last) == 1  # the helper's own retry
+    assert kube.open_watches == 1 and ingresses.items.empty()
+    core.list_service_for_all_namespaces()  # what a reflector does on a 410
+    assert kube.count_requests("list", "Service") == 2
+
+
+def test_end_watches_ends_streams_cleanly_with_a_bookmark_only_when_asked_and_allowed(kube: FakeKubeServer,
+                                                                                     api: client.ApiClient):
+    core = client.CoreV1Api(api)
+    since = kube.resource_version
+    marked = WatchThread(core.list_service_for_all_namespaces, resource_version=since,
+                         allow_watch_bookmarks=True, timeout_seconds=20)
+    plain = core.list_namespaced_service("default", watch=True, resource_version=since, _preload_content=False)
+    other = client.NetworkingV1Api(api).list_ingress_for_all_namespaces(
+        watch=True, allow_watch_bookmarks=True, resource_version=since, _preload_content=False)
+    kube.wait_for_watches(3)
+    kube.apply(service("web"))
+
+    assert kube.end_watches("Ingress") == 1
+    assert other.data == b""  # no bookmark unless asked for
+    assert kube.end_watches(bookmark=True) == 2
+
+    assert marked.next()["type"] == "ADDED"
+    mark = marked.next()
+    assert mark["type"] == "BOOKMARK" and mark["object"]["metadata"]["resourceVersion"] == kube.resource_version
+    assert marked.next() is END
+    assert [json.loads(line)["type"] for line in plain.data.decode().splitlines()] == ["ADDED"]
+    assert kube.open_watches == 0
+
+
+def test_a_stalled_watch_gets_nothing_until_resumed_and_loses_what_was_committed_meanwhile(
+        kube: FakeKubeServer, core: client.CoreV1Api):
+    watcher = WatchThread(core.list_service_for_all_namespaces, resource_version=kube.resource_version,
+                          allow_watch_bookmarks=True, timeout_seconds=20)
+    kube.wait_for_watches(1)
+    kube.apply(service("before"))
+    assert watcher.next()["object"].metadata.name == "before"
+
+    assert kube.stall_watches() == 1
+    kube.apply(service("lost"))
+    assert (kube.send_bookmarks(), kube.end_watches(), kube.expire_watches()) == (0, 0, 0)
+    assert kube.open_watches == 1
+    assert kube.resume_watches() == 1
+    kube.apply(service("after"))
+
+    assert watcher.next()["object"].metadata.name == "after"
+    assert watcher.items.empty()
+
+
+def test_a_stalled_watch_holds_back_its_timeout_end_until_resumed(kube: FakeKubeServer):
+    url = urlsplit(kube.url)
+    with socket.create_connection((url.hostname or "", url.port or 0), timeout=5) as sock:
+        sock.sendall(b"GET /api/v1/services?watch=true&allowWatchBookmarks=true&timeoutSeconds=0.5 HTTP/1.1\r\n"
+                     b"Host: fakekube\r\n\r\n")
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(4096)
+        assert kube.stall_watches() == 1
+
+        readable, _, _ = select.select([sock], [], [], 1.0)  # past timeoutSeconds: still silent
+        assert readable == []
+        assert kube.resume_watches() == 1
+        while not received.endswith(b"\r\n0\r\n\r\n"):
+            received += sock.recv(4096)
+
+    assert b'"type": "BOOKMARK"' in received  # then the end a timeout brings
+
+
+def test_a_read_timeout_on_a_stalled_watch_then_a_rewatch_replays_what_it_missed(kube: FakeKubeServer,
+                                                                                  core: client.CoreV1Api):
+    since = kube.resource_version
+    watcher = WatchThread(core.list_service_for_all_namespaces, resource_version=since, timeout_seconds=20,
+                          _request_timeout=(5, 0.5))
+    kube.wait_for_watches(1)
+    assert kube.stall_watches() == 1
+    kube.apply(service("missed"))
+
+    assert isinstance(watcher.next(), HTTPError)  # urllib3's ReadTimeoutError
+    kube.wait_for_watches(0)  # the client hung up, and the fake noticed
+    again = core.list_service_for_all_namespaces(watch=True, resource_version=since, _preload_content=False)
+    kube.wait_for_watches(1)
+    assert kube.end_watches() == 1
+
+    events = [json.loads(line) for line in again.data.decode().splitlines()]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "missed")]
+
+
+def test_drop_watches_of_one_kind_cuts_only_those(kube: FakeKubeServer, api: client.ApiClient):
+    services = WatchThread(client.CoreV1Api(api).list_service_for_all_namespaces, timeout_seconds=20)
+    ingresses = WatchThread(client.NetworkingV1Api(api).list_ingress_for_all_namespaces, timeout_seconds=20)
+    kube.wait_for_watches(2)
+
+    assert kube.drop_watches("Ingress") == 1
+
+    assert isinstance(ingresses.next(), HTTPError)
+    assert kube.open_watches == 1 and services.items.empty()
+
+
+# ------------------------------------------------------------------------------------------------- request log
+
+
+def test_the_request_log_records_verb_kind_params_and_status(kube: FakeKubeServer, core: client.CoreV1Api):
+    kube.apply(service("web", "shop"))
+    kube.compact()
+    kube.clear_log()
+
+    core.list_namespaced_service("shop", label_selector="app=web", limit=10)
+    core.read_namespaced_service("web", "shop")
+    core.patch_namespaced_service_status("web", "shop", {"status": {}})
+    core.create_namespaced_service("shop", service("api", "shop"))
+    core.replace_namespaced_service("api", "shop", kube.get("Service", "api", "shop"))
+    core.delete_namespaced_service("api", "shop")
+    with pytest.raises(ApiException):
+        core.read_namespaced_service("gone", "shop")
+    for path in ["/api", "/api/v1/services?watch=1&resourceVersion=1", "/api/v1/services?watch=True&resourceVersion=1",
+                 "/api/v1/services?watch=false"]:
+        raw_get(kube, path)  # the watches are from a compacted version: an ERROR event, then the end
+
+    log = kube.request_log()
+    assert [(r.method, r.verb, r.kind, r.status) for r in log] == [
+        ("GET", "list", "Service", 200), ("GET", "get", "Service", 200), ("PATCH", "patch", "Service", 200),
+        ("POST", "create", "Service", 201), ("PUT", "update", "Service", 200),
+        ("DELETE", "delete", "Service", 200), ("GET", "get", "Service", 404), ("GET", None, None, 200),
+        ("GET", "watch", "Service", 200), ("GET", "watch", "Service", 200), ("GET", "list", "Service", 200)]
+    assert (log[0].path, log[0].params) == ("/api/v1/namespaces/shop/services", {"labelSelector": "app=web",
+                                                                                "limit": "10"})
+    assert log[2].path == "/api/v1/namespaces/shop/services/web/status"
+    assert [r.time for r in log] == sorted(r.time for r in log)
+    assert kube.count_requests("watch", "Service", resourceVersion=1) == 2
+    assert kube.count_requests("list", limit=10) == 1
+    assert kube.count_requests("list", "Service", watch=None) == 1  # None: the parameter is absent
+    assert kube.count_requests(kind="Ingress") == 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        log[0].status = 500  # type: ignore[misc]
+
+    kube.clear_log()
+    assert kube.request_log() == [] and kube.requests == []
 
 
 # ------------------------------------------------------------------------------------------------- kubectl
