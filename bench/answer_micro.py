@@ -13,8 +13,8 @@ import time
 import dns.message
 
 from resolver.answers import Answerer
-from resolver.changes import KeyChange
 from resolver.store import Store
+from skydns.changes import KeyChange
 
 ZONE = "bench.test."
 NAMES = 10_000

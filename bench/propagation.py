@@ -21,6 +21,7 @@ import socket
 import statistics
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -29,6 +30,8 @@ from pathlib import Path
 
 from aetcd import transactions
 from latency_probe import build_query, percentile  # bench/, next to this script
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # devtools/ is not installed: run from the checkout
 
 from devtools.localetcd import LocalEtcd, free_port
 from resolver.server import free_dns_port

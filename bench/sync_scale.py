@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # devtools/ is not installed: run from the checkout
+
 from devtools.localetcd import LocalEtcd
 from skydns.etcd import EtcdClient, EtcdSettings
 from syncer.etcd.state import read_current

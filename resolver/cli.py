@@ -26,10 +26,10 @@ from typing import Any, NoReturn
 import structlog
 
 from resolver.server import DnsServer, Respond, servfail
-from resolver.watch import EtcdMirror, MirrorStore, within
 from skydns import logs
 from skydns.etcd import EtcdClient, EtcdConfigError, EtcdSettings
 from skydns.http import HealthServer
+from skydns.mirror import EtcdMirror, MirrorMetrics, MirrorStore, within
 from skydns.names import InvalidNameError, normalize_name, normalize_prefix
 from skydns.settings import FALSE_WORDS, TRUE_WORDS, parse_duration, parse_hostport
 
@@ -164,7 +164,7 @@ class Resolver:
     def _health(self) -> tuple[bool, dict[str, Any]]:
         if self.mirror is None:
             return True, {"etcd": "not started", "ready": False}
-        return self.mirror.health()
+        return True, self.mirror.health()
 
     async def start(self) -> None:
         if self.dns._tcp_sock is None:
@@ -174,6 +174,7 @@ class Resolver:
         await self.dns.start()
         self.client = EtcdClient(self.config.etcd)
         self.mirror = EtcdMirror(self.client, self.store, self.config.prefix,
+                                 metrics=MirrorMetrics.of("dnssync_resolver"),
                                  on_first_load=lambda: self.dns.set_responder(self._respond))
         self._mirror_task = asyncio.create_task(self.mirror.run(), name="etcd-mirror")
 

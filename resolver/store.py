@@ -38,7 +38,7 @@ from typing import Any
 import structlog
 
 from resolver import metrics
-from resolver.changes import KeyChange
+from skydns.changes import KeyChange
 from skydns.names import normalize_prefix
 from skydns.record import HostKind, Record, RecordDecodeError, decode, parse_ip
 

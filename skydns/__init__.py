@@ -5,6 +5,9 @@
 * :mod:`skydns.etcd` - connection settings (``ETCD_*``) and a safe aetcd client (thin I/O)
 * :mod:`skydns.settings` - booleans and durations as both command lines read them (pure)
 * :mod:`skydns.listwatch` - the load / apply / resume / reload loop both list/watch sides share
+* :mod:`skydns.mirror` - the etcd side of it: an exact in-memory copy of a prefix, kept by a watch
+* :mod:`skydns.changes` - the key changes the mirror hands its store
+* :mod:`skydns.http` - ``/healthz``, ``/readyz`` and ``/metrics`` for both processes
 """
 
 from skydns.names import (

@@ -71,6 +71,9 @@ class ListWatch(ABC):
 
     #: names the loop in logs (``"etcd /skydns/"``, ``"Service"``)
     what: str = "list/watch"
+    #: the log events of an outage (one warning) and of its end (one info); a side may name them after its source
+    unreachable_event: str = "source_unreachable"
+    reachable_event: str = "source_reachable_again"
 
     def __init__(self, *, backoff_initial: float = 0.1, backoff_max: float = 30.0) -> None:
         self.backoff = Backoff(backoff_initial, backoff_max)
@@ -114,6 +117,10 @@ class ListWatch(ABC):
         """Called when the resume point is gone, before the reload."""
         return None
 
+    def log_context(self) -> dict[str, Any]:
+        """Extra fields for the outage and recovery log lines (``revision=...``)."""
+        return {}
+
     # -- what a side calls ----------------------------------------------------------------------------------
 
     def established(self) -> None:
@@ -137,7 +144,7 @@ class ListWatch(ABC):
         if not self.connected:
             self.connected = True
             if self._warned:
-                log.info("source_reachable_again", source=self.what, down_since=self.down_since)
+                log.info(self.reachable_event, source=self.what, down_since=self.down_since, **self.log_context())
             self._warned = False
             self.down_since = None
             self.last_error = None
@@ -149,8 +156,8 @@ class ListWatch(ABC):
         self.connected = False
         if not self._warned:
             self._warned = True
-            log.warning("source_unreachable", source=self.what, error=self.last_error,
-                        serving="last good state" if self.is_ready() else "nothing loaded yet")
+            log.warning(self.unreachable_event, source=self.what, error=self.last_error,
+                        serving="last good state" if self.is_ready() else "nothing loaded yet", **self.log_context())
 
     def health(self) -> dict[str, Any]:
         details: dict[str, Any] = {"ready": self.is_ready(), "connected": self.connected,

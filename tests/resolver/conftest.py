@@ -13,8 +13,8 @@ import dns.rdatatype
 import pytest
 
 from devtools.localetcd import LocalEtcd
-from resolver.changes import KeyChange
 from resolver.cli import Resolver, ResolverConfig
+from skydns.changes import KeyChange
 from skydns.etcd import EtcdClient, EtcdSettings
 
 ZONE = "skydns.test."

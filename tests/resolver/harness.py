@@ -6,8 +6,8 @@ import dns.message
 import dns.rdatatype
 
 from resolver.answers import Answerer
-from resolver.changes import KeyChange
 from resolver.store import Store
+from skydns.changes import KeyChange
 
 
 def load(fixture: list[tuple[str, str]], prefix: str = "/skydns") -> Store:

@@ -18,8 +18,8 @@ from prometheus_client import REGISTRY
 
 from resolver import answers as answers_module
 from resolver.answers import Answerer
-from resolver.changes import KeyChange
 from resolver.store import Store
+from skydns.changes import KeyChange
 from tests.resolver.cases import FIXTURE, ZONES
 from tests.resolver.harness import ask, load
 

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resolver.answers import Answerer
-from resolver.changes import KeyChange
 from resolver.store import Store
+from skydns.changes import KeyChange
 
 ZONES = ["t.test.", "o.test."]
 KEYS = ["/skydns/test/t/a", "/skydns/test/t/b", "/skydns/test/t/c", "/skydns/test/t/a/b", "/skydns/test/t/a/x1",

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resolver.answers import Answerer
-from resolver.changes import KeyChange
 from resolver.server import DnsServer, servfail
 from resolver.store import Store
+from skydns.changes import KeyChange
 from skydns.settings import parse_hostport
 
 ZONE = "skydns.test."

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from resolver.changes import KeyChange
 from resolver.store import Fields, Store, _fast_decode
+from skydns.changes import KeyChange
 from skydns.record import RecordDecodeError, decode
 
 

@@ -1,8 +1,9 @@
-"""The etcd mirror against a real etcd: load, watch, transactions, compaction, restarts, a frozen etcd, leases.
+"""The etcd mirror against a real etcd: load, watch, transactions, compaction, restarts, a frozen etcd, leases,
+a network cut, metrics per process role.
 
 The store here is :class:`RecordingStore` (the store's interface, recording each call), so these tests check the
 mirror's contract exactly: what reaches the store, in which groups, at which revision. The same behaviours seen
-through DNS answers are in ``test_e2e.py``.
+through the resolver's DNS answers are in ``tests/resolver/test_e2e.py``.
 """
 
 from __future__ import annotations
@@ -17,21 +18,32 @@ from pathlib import Path
 
 import pytest
 from aetcd import rpc, transactions
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from devtools.localetcd import LocalEtcd
-from resolver.changes import KeyChange
-from resolver.watch import EtcdMirror, group_by_revision
+from skydns.changes import KeyChange
 from skydns.etcd import EtcdClient, EtcdSettings, read_prefix
+from skydns.mirror import EtcdMirror, MirrorMetrics, group_by_revision
 from tests.resolver.conftest import RecordingStore, eventually
 
 PREFIX = "/skydns"
 
 
+@pytest.fixture
+async def own_client(own_etcd: LocalEtcd) -> AsyncIterator[EtcdClient]:
+    client = EtcdClient(EtcdSettings.from_env(own_etcd.endpoint, env={}))
+    await client.connect()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 @contextlib.asynccontextmanager
-async def running_mirror(endpoint: str, store: RecordingStore, wait_ready: bool = True
-                         ) -> AsyncIterator[tuple[EtcdMirror, EtcdClient]]:
+async def running_mirror(endpoint: str, store: RecordingStore, wait_ready: bool = True,
+                         metrics: MirrorMetrics | None = None) -> AsyncIterator[tuple[EtcdMirror, EtcdClient]]:
     client = EtcdClient(EtcdSettings.from_env(endpoint, env={}))
-    mirror = EtcdMirror(client, store, PREFIX, backoff_initial=0.05, backoff_max=0.5)
+    mirror = EtcdMirror(client, store, PREFIX, backoff_initial=0.05, backoff_max=0.5, metrics=metrics)
     task = asyncio.create_task(mirror.run())
     try:
         if wait_ready:
@@ -87,7 +99,10 @@ async def test_load_then_changes_and_deletes_follow(etcd: EtcdClient, etcd_serve
         await eventually(lambda: in_sync(store, etcd), what="mirror equal to etcd")
         assert mirrored(store) == {"/skydns/test/skydns/b": b'{"host":"10.0.0.3"}'}
         assert [len(changes) for _, changes in store.applies] == [1, 1, 1]
-        assert mirror.health() == (True, {"etcd": "connected", "ready": True, "revision": mirror.revision})
+        health = mirror.health()
+        assert {k: health[k] for k in ("etcd", "ready", "revision", "connected")} == {
+            "etcd": "connected", "ready": True, "revision": mirror.revision, "connected": True}
+        assert not {"etcd_unreachable_since", "last_error", "detail"} & health.keys()
 
 
 @pytest.mark.timeout(30)
@@ -227,16 +242,17 @@ async def test_a_frozen_etcd_is_noticed_and_the_last_state_kept(own_etcd: LocalE
     async with running_mirror(own_etcd.endpoint, store) as (mirror, _):
         own_etcd.freeze()
         try:
-            await eventually(lambda: asyncio.sleep(0, mirror.health()[1]["etcd"] == "unreachable"), timeout=25,
+            await eventually(lambda: asyncio.sleep(0, mirror.health()["etcd"] == "unreachable"), timeout=25,
                              what="a frozen etcd reported in health")
-            ok, details = mirror.health()
-            assert ok and details["ready"] and "serving last good state" in details["detail"]
+            details = mirror.health()
+            assert details["ready"] and "serving last good state" in details["detail"]
+            assert details["etcd_unreachable_since"] and details["last_error"]
             assert mirrored(store) == {"/skydns/test/skydns/a": b'{"host":"10.0.0.1"}'}
         finally:
             own_etcd.thaw()
         await own_client.put(b"/skydns/test/skydns/b", b'{"host":"10.0.0.2"}')
         await eventually(lambda: in_sync(store, own_client), timeout=20, what="caught up after thaw")
-        assert mirror.health()[1]["etcd"] == "connected"
+        assert mirror.health()["etcd"] == "connected"
 
 
 @pytest.mark.timeout(60)
@@ -245,11 +261,12 @@ async def test_etcd_down_at_start_is_retried_until_it_comes(own_etcd: LocalEtcd)
     store = RecordingStore()
     async with running_mirror(own_etcd.endpoint, store, wait_ready=False) as (mirror, _):
         await eventually(lambda: asyncio.sleep(0, mirror.last_error is not None), what="a failed attempt")
-        ok, details = mirror.health()
-        assert ok and not mirror.is_ready() and details["etcd"] == "unreachable"
+        details = mirror.health()
+        assert not mirror.is_ready() and details["etcd"] == "unreachable"
+        assert details["detail"].startswith("no data loaded yet, etcd unreachable since")
         await asyncio.to_thread(own_etcd.start)
         await asyncio.wait_for(mirror.ready.wait(), 20)
-        assert mirror.health()[1]["etcd"] == "connected"
+        assert mirror.health()["etcd"] == "connected"
 
 
 class FailingOnceStore(RecordingStore):
@@ -304,3 +321,110 @@ async def test_an_etcd_with_authentication_is_followed(own_etcd: LocalEtcd) -> N
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await client.close()
+
+
+def samples(registry: CollectorRegistry, namespace: str) -> dict[str, float]:
+    """The registry's samples whose names start with ``namespace`` (``_created`` timestamps left out)."""
+    return {s.name: s.value for family in registry.collect() for s in family.samples
+            if s.name.startswith(namespace + "_") and not s.name.endswith("_created")}
+
+
+def test_the_resolver_keeps_its_metric_names() -> None:
+    registry = CollectorRegistry()
+    MirrorMetrics("dnssync_resolver", registry)
+    assert set(samples(registry, "dnssync_resolver")) == {
+        "dnssync_resolver_etcd_connected", "dnssync_resolver_etcd_revision", "dnssync_resolver_ready",
+        "dnssync_resolver_etcd_loads_total", "dnssync_resolver_etcd_watch_restarts_total",
+        "dnssync_resolver_etcd_events_total"}
+    MirrorMetrics("dnssync", registry, ready_name="dnssync_etcd_ready")
+    assert "dnssync_etcd_ready" in samples(registry, "dnssync") and "dnssync_ready" not in samples(registry, "dnssync")
+
+
+@pytest.mark.timeout(30)
+async def test_two_mirrors_with_their_own_metrics_share_a_process(etcd: EtcdClient, etcd_server: LocalEtcd) -> None:
+    first, second = MirrorMetrics.of("test_mirror_first"), MirrorMetrics.of("test_mirror_second")
+    assert MirrorMetrics.of("test_mirror_first") is first, "one set of metrics per namespace and process"
+    with pytest.raises(ValueError):
+        MirrorMetrics("test_mirror_first", REGISTRY)  # what caching by namespace avoids
+    await etcd.put(b"/skydns/test/skydns/a", b'{"host":"10.0.0.1"}')
+    store_one, store_two = RecordingStore(), RecordingStore()
+    async with running_mirror(etcd_server.endpoint, store_one, metrics=first) as (one, _), \
+            running_mirror(etcd_server.endpoint, store_two, metrics=second) as (two, _):
+        rev = (await etcd.put(b"/skydns/test/skydns/b", b'{"host":"10.0.0.2"}')).header.revision
+        await one.wait_revision(rev, 10)
+        await two.wait_revision(rev, 10)
+        assert mirrored(store_one) == mirrored(store_two) == {"/skydns/test/skydns/a": b'{"host":"10.0.0.1"}',
+                                                              "/skydns/test/skydns/b": b'{"host":"10.0.0.2"}'}
+        for namespace in ("test_mirror_first", "test_mirror_second"):
+            assert samples(REGISTRY, namespace) == {
+                f"{namespace}_etcd_connected": 1.0, f"{namespace}_etcd_revision": float(rev),
+                f"{namespace}_ready": 1.0, f"{namespace}_etcd_loads_total": 1.0,
+                f"{namespace}_etcd_watch_restarts_total": 0.0, f"{namespace}_etcd_events_total": 1.0}
+
+
+class CuttableProxy:
+    """A TCP forwarder on loopback: ``cut()`` drops every connection and refuses new ones (a network cut),
+    ``heal()`` listens again on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._transports: set[asyncio.BaseTransport] = set()
+
+    async def heal(self) -> None:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for transport in list(self._transports):
+            transport.abort()
+        await self._server.wait_closed()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        pair = {writer.transport, up_writer.transport}
+        self._transports |= pair
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+        for transport in pair:
+            transport.abort()
+        self._transports -= pair
+
+
+@pytest.mark.timeout(60)
+async def test_a_compaction_while_the_watch_is_cut_off_reloads_exactly_once(own_etcd: LocalEtcd,
+                                                                             own_client: EtcdClient) -> None:
+    for i in range(3):
+        await own_client.put(f"/skydns/test/skydns/n{i}".encode(), b'{"host":"10.0.0.1"}')
+    proxy = CuttableProxy(own_etcd.client_port)
+    await proxy.heal()
+    store = RecordingStore()
+    try:
+        async with running_mirror(f"http://127.0.0.1:{proxy.port}", store) as (mirror, _):
+            live = (await own_client.put(b"/skydns/test/skydns/live", b'{"host":"10.0.0.2"}')).header.revision
+            await mirror.wait_revision(live, 10)  # the watch is up and following
+            await proxy.cut()
+            await eventually(lambda: asyncio.sleep(0, not mirror.connected), what="the cut noticed")
+            await own_client.delete(b"/skydns/test/skydns/n0")
+            await own_client.put(b"/skydns/test/skydns/n1", b'{"host":"10.0.0.9"}')
+            rev = (await own_client.put(b"/skydns/test/skydns/new", b'{"host":"10.0.0.8"}')).header.revision
+            await own_client.compact(rev)  # past the revision the watch must resume from
+            await proxy.heal()
+            await eventually(lambda: in_sync(store, own_client), timeout=20, what="mirror reloaded after compaction")
+            later = (await own_client.put(b"/skydns/test/skydns/later", b'{"host":"10.0.0.7"}')).header.revision
+            await mirror.wait_revision(later, 10)  # followed by the watch again, not by another load
+            assert store.replaces == [store.replaces[0], rev], "one reload, at the fresh revision"
+            assert mirror.loads == 2 and mirror.reloads == 1
+            assert [r for r, _ in store.applies if r > rev] == [later]
+            assert mirror.health()["etcd"] == "connected"
+    finally:
+        await proxy.cut()

@@ -1,59 +1,63 @@
-"""The etcd mirror: load the whole prefix at one revision, then follow it with a watch, one revision at a time.
+"""The etcd mirror: keep a store equal to the keys under a prefix, one etcd revision at a time.
 
-Rules (the same the Go clientv3 users follow):
+Both processes follow their prefix with it: the resolver answers from its copy, the syncer repairs drift in its
+own records. :class:`EtcdMirror` is a :class:`skydns.listwatch.ListWatch` (the loop, backoff, outage reporting and
+health are the base's; the same verbs as the syncer's Kubernetes reflectors). Rules (those Go clientv3 users
+follow):
 
-* start: a paged range read of the prefix at one revision R (:func:`skydns.etcd.read_prefix`), swapped into the
-  store whole (``store.replace``); then watch the prefix from R + 1;
-* the events of one etcd revision (one transaction) are applied together (``store.apply``), so a reader never
-  sees half of a change. We drive etcd's Watch RPC ourselves instead of aetcd's ``watch_prefix``: aetcd hands
-  events over one by one and loses the response boundary, while etcd never splits one revision over two
-  responses (we do not ask for ``fragment``);
+* **load**: a paged range read of the prefix at one revision R (:func:`skydns.etcd.read_prefix`), swapped into
+  the store whole (``store.replace(R, changes)``). The loaded state is long-lived, so it is then moved out of the
+  cyclic garbage collector's scans (``gc.freeze``);
+* **resume**: etcd's Watch RPC on the prefix from the last applied revision + 1. We drive the RPC ourselves instead
+  of aetcd's ``watch_prefix``, which hands events over one by one and loses the response boundary: etcd never
+  splits one revision over two responses (we do not ask for ``fragment``), so the events of one revision (one
+  transaction) reach the store together (``store.apply(revision, changes)``) and a reader never sees half of a
+  change. Every change carries its revision; a revision at or below the applied one is never applied again;
 * the stream breaks (etcd restarted, a network cut, a frozen etcd caught by the gRPC keepalive): resume from the
-  last applied revision + 1, with exponential backoff (tenacity); nothing is missed and nothing applied twice;
-* that revision was compacted: reload at a fresh revision while the old state keeps being served, swap the new
-  one in whole, watch from there;
+  last applied revision + 1 at once, then with backoff; nothing is missed and nothing applied twice;
+* that revision was compacted: :class:`skydns.listwatch.Expired`, so exactly one reload at a fresh revision while
+  the old state keeps being served, swapped in whole;
 * after every third failed attempt in a row, or an authentication error (an expired etcd token), the gRPC
   channel is rebuilt (and the client re-authenticates);
 * any other failure (a bug, a store that raised) is logged as an error and repaired by a full reload;
+* gRPC deadlines bound each call and an asyncio timeout (:func:`within`) fences every unary call again, so that
+  no stuck channel can hold the mirror for ever;
 * while etcd is unreachable the last good state keeps being served; :meth:`EtcdMirror.health` says so, the log
-  says so once (a warning on loss, an info on recovery; single retries only at debug level).
+  says so once (``etcd_unreachable`` on loss, ``etcd_reachable_again`` on recovery; retries at debug level).
 
 Keys attached to an etcd lease carry the instant their lease runs out (``KeyChange.lease_deadline``), from
 etcd's LeaseTimeToLive, cached per lease for a few seconds so a load of many keys on one lease asks once. A
 lease kept alive makes no watch event, so every 10 s the TTLs of the leases holding keys are read again and the
-keys whose deadline moved are handed to the store again (same value and revision, new deadline).
+keys whose deadline moved are handed to the store again (same value and mod revision, new deadline, applied at
+the store's current revision).
+
+Metrics are per process role: :meth:`MirrorMetrics.of` names them ``<namespace>_etcd_connected``,
+``_etcd_revision``, ``_ready``, ``_etcd_loads``, ``_etcd_watch_restarts`` and ``_etcd_events`` (the resolver's
+namespace is ``dnssync_resolver``), created once per namespace in the default registry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import gc
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import grpc
 import structlog
 from aetcd import exceptions as etcd_errors
 from aetcd import rpc
 from aetcd.utils import prefix_range_end
-from prometheus_client import Counter, Gauge
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
-from resolver.changes import KeyChange
+from skydns.changes import KeyChange
 from skydns.etcd import read_prefix
+from skydns.listwatch import Expired, ListWatch
 
-log = structlog.get_logger("resolver.watch")
+log = structlog.get_logger("skydns.mirror")
 T = TypeVar("T")
-
-ETCD_CONNECTED = Gauge("dnssync_resolver_etcd_connected", "1 while the etcd watch is established")
-MIRROR_REVISION = Gauge("dnssync_resolver_etcd_revision", "The last etcd revision applied to the in-memory store")
-MIRROR_READY = Gauge("dnssync_resolver_ready", "1 once the first full load from etcd is done")
-MIRROR_LOADS = Counter("dnssync_resolver_etcd_loads", "Full loads of the prefix (start-up and after compaction)")
-WATCH_RESTARTS = Counter("dnssync_resolver_etcd_watch_restarts", "Watches resumed after the stream broke")
-EVENTS_APPLIED = Counter("dnssync_resolver_etcd_events", "Key changes applied from the etcd watch")
 
 RETRYABLE: tuple[type[BaseException], ...] = (etcd_errors.ClientError, grpc.aio.AioRpcError, OSError, TimeoutError)
 PUT = rpc.Event.PUT
@@ -68,6 +72,44 @@ LEASE_LOOKUPS_IN_FLIGHT = 32
 class MirrorStore(Protocol):
     def replace(self, revision: int, changes: Iterable[KeyChange]) -> None: ...
     def apply(self, revision: int, changes: Sequence[KeyChange]) -> None: ...
+
+
+class MirrorMetrics:
+    """The Prometheus metrics of one process role's mirror.
+
+    ``MirrorMetrics.of(namespace)`` gives the ones registered in the default registry, created on first use
+    (Prometheus refuses a name twice, so there is one instance per namespace and process). Constructed directly,
+    they go to ``registry`` (``None``: registered nowhere, still counted).
+    """
+
+    _registered: ClassVar[dict[str, MirrorMetrics]] = {}
+
+    def __init__(self, namespace: str, registry: CollectorRegistry | None = None, *,
+                 ready_name: str | None = None) -> None:
+        self.namespace = namespace
+        self.ready_name = ready_name or f"{namespace}_ready"
+        self.connected = Gauge(f"{namespace}_etcd_connected", "1 while the etcd watch is established",
+                               registry=registry)
+        self.revision = Gauge(f"{namespace}_etcd_revision", "The last etcd revision applied to the in-memory store",
+                              registry=registry)
+        self.ready = Gauge(self.ready_name, "1 once the first full load from etcd is done", registry=registry)
+        self.loads = Counter(f"{namespace}_etcd_loads", "Full loads of the prefix (start-up and after compaction)",
+                             registry=registry)
+        self.watch_restarts = Counter(f"{namespace}_etcd_watch_restarts", "Watches resumed after the stream broke",
+                                      registry=registry)
+        self.events = Counter(f"{namespace}_etcd_events", "Key changes applied from the etcd watch",
+                              registry=registry)
+
+    @classmethod
+    def of(cls, namespace: str, *, ready_name: str | None = None) -> MirrorMetrics:
+        """The metrics of ``namespace`` in the default registry (``ready_name`` defaults to ``<namespace>_ready``;
+        asking again with another one is a ``ValueError``)."""
+        known = cls._registered.get(namespace)
+        if known is None:
+            known = cls._registered[namespace] = cls(namespace, REGISTRY, ready_name=ready_name)
+        elif ready_name is not None and ready_name != known.ready_name:
+            raise ValueError(f"mirror metrics {namespace!r} exist with the ready gauge {known.ready_name!r}")
+        return known
 
 
 async def within(seconds: float, awaitable: Awaitable[T]) -> T:
@@ -133,163 +175,107 @@ class LeaseDeadlines:
         return known[0] if known else time.monotonic()
 
 
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-class _StreamBroke(Exception):
-    """The watch had been established and then broke: resume at once, with a fresh backoff."""
-
-
 def _is_auth_error(exc: BaseException) -> bool:
     if isinstance(exc, etcd_errors.UnauthenticatedError):
         return True
     return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-def _worth_retrying(exc: BaseException) -> bool:
-    """Any error, but not a cancellation (tenacity would swallow it) nor a broken stream (resumed at once)."""
-    return isinstance(exc, Exception) and not isinstance(exc, _StreamBroke)
+class EtcdMirror(ListWatch):
+    """Keeps ``store`` equal to the keys under ``prefix`` in etcd. ``await mirror.run()`` (runs until cancelled).
 
+    ``revision`` is the last etcd revision applied to the store; ``ready``, ``connected``, ``down_since``,
+    ``last_error``, ``loads`` and :meth:`health` are the base's (:class:`skydns.listwatch.ListWatch`).
+    """
 
-class EtcdMirror:
-    """Keeps ``store`` equal to the keys under ``prefix`` in etcd. ``await mirror.run()`` (runs until cancelled)."""
+    unreachable_event = "etcd_unreachable"
+    reachable_event = "etcd_reachable_again"
 
     def __init__(self, client: Any, store: MirrorStore, prefix: str = "/skydns", *,
-                 on_first_load: Callable[[], None] | None = None, backoff_initial: float = 0.1,
-                 backoff_max: float = 5.0, create_timeout: float = 5.0, page: int = 5000,
-                 lease_refresh: float = LEASE_REFRESH_SECONDS) -> None:
+                 metrics: MirrorMetrics | None = None, on_first_load: Callable[[], None] | None = None,
+                 backoff_initial: float = 0.1, backoff_max: float = 5.0, create_timeout: float = 5.0,
+                 page: int = 5000, lease_refresh: float = LEASE_REFRESH_SECONDS, freeze_gc: bool = True) -> None:
+        super().__init__(backoff_initial=backoff_initial, backoff_max=backoff_max)
         self.client = client
         self.store = store
         self.prefix = prefix.rstrip("/") + "/"
+        self.what = f"etcd {self.prefix}"
+        self.metrics = metrics if metrics is not None else MirrorMetrics("dnssync_mirror")  # counted, not exported
         self._prefix_bytes = self.prefix.encode()
         self._on_first_load = on_first_load
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
         self._create_timeout = create_timeout
         self._page = page
+        self._freeze_gc = freeze_gc
         self._leases = LeaseDeadlines(client)
         self._lease_refresh = lease_refresh
         self._leased: dict[str, tuple[int, KeyChange]] = {}  # key -> (lease id, the change the store holds)
         self.revision = 0  # last etcd revision applied to the store
-        self.ready = asyncio.Event()  # set once the first full load is in the store
-        self.connected = False
-        self.down_since: str | None = _utc_now()  # wall-clock time etcd became unreachable (None: connected)
-        self.last_error: str | None = None
-        self.loads = 0
-        self.watch_restarts = 0
-        self._need_load = True
+        self.watch_restarts = 0  # watches resumed after an established stream broke
+        self._streaming = False  # the current watch stream was established
         self._new_channel = False
-        self._warned = False
         self._applied = asyncio.Condition()
 
     # -- status -----------------------------------------------------------------------------------------------
 
-    def is_ready(self) -> bool:
-        return self.ready.is_set()
-
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        """Liveness: always OK while the process serves; the details say whether etcd is followed live."""
-        details: dict[str, Any] = {"ready": self.is_ready(), "revision": self.revision}
+    def health(self) -> dict[str, Any]:
+        """The base's details plus ``revision``, ``etcd`` (connected/unreachable) and, while etcd is away,
+        ``etcd_unreachable_since``, ``last_error`` and a ``detail`` sentence."""
+        details = super().health()
+        details["revision"] = self.revision
         if self.connected:
             details["etcd"] = "connected"
-        else:
-            details["etcd"] = "unreachable"
-            details["etcd_unreachable_since"] = self.down_since
-            details["last_error"] = self.last_error
-            details["detail"] = (f"serving last good state (revision {self.revision}), etcd unreachable since "
-                                 f"{self.down_since}" if self.is_ready() else
-                                 f"no data loaded yet, etcd unreachable since {self.down_since}")
-        return True, details
+            return details
+        details["etcd"] = "unreachable"
+        details["etcd_unreachable_since"] = self.down_since
+        details["last_error"] = self.last_error
+        details["detail"] = (f"serving last good state (revision {self.revision}), etcd unreachable since "
+                             f"{self.down_since}" if self.is_ready() else
+                             f"no data loaded yet, etcd unreachable since {self.down_since}")
+        return details
 
     async def wait_revision(self, revision: int, timeout: float) -> None:
-        """Wait until the store has applied ``revision`` (for tests and tools; raises ``TimeoutError``)."""
+        """Wait until the store has applied ``revision`` (raises ``TimeoutError``)."""
         async with asyncio.timeout(timeout), self._applied:
             await self._applied.wait_for(lambda: self.revision >= revision)
 
-    def _mark_up(self) -> None:
-        if not self.connected:
-            self.connected = True
-            ETCD_CONNECTED.set(1)
-            if self._warned:
-                log.info("etcd_reachable_again", down_since=self.down_since, revision=self.revision)
-            self._warned = False
-            self.down_since = None
-            self.last_error = None
+    def mark_up(self) -> None:
+        super().mark_up()
+        self.metrics.connected.set(1)
 
-    def _mark_down(self, exc: BaseException) -> None:
-        self.last_error = f"{type(exc).__name__}: {exc}".strip()
-        if self.connected or self.down_since is None:
-            self.down_since = _utc_now()
-        self.connected = False
-        ETCD_CONNECTED.set(0)
-        if not self._warned:
-            self._warned = True
-            log.warning("etcd_unreachable", error=self.last_error, revision=self.revision,
-                        serving=("last good state" if self.is_ready() else "SERVFAIL, nothing loaded yet"))
+    def mark_down(self, exc: BaseException) -> None:
+        super().mark_down(exc)
+        self.metrics.connected.set(0)
 
-    # -- the loop ---------------------------------------------------------------------------------------------
+    def log_context(self) -> dict[str, Any]:
+        return {"revision": self.revision}
+
+    # -- the ListWatch verbs ----------------------------------------------------------------------------------
+
+    def transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, RETRYABLE)
+
+    def on_failure(self, exc: BaseException) -> None:
+        if self._streaming and self.transient(exc):
+            self.watch_restarts += 1
+            self.metrics.watch_restarts.inc()
+        self._streaming = False
+        if self.failures_in_a_row % RECONNECT_EVERY == 0 or _is_auth_error(exc):
+            self._new_channel = True  # an expired auth token, or a channel in a bad state: start afresh
 
     async def run(self) -> None:
         refresher = asyncio.create_task(self._refresh_leases_forever(), name="etcd-lease-refresh")
         try:
-            await self._run()
+            await super().run()
         finally:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
 
-    async def _run(self) -> None:
-        while True:
-            retrying = AsyncRetrying(
-                wait=wait_exponential_jitter(multiplier=self._backoff_initial, max=self._backoff_max,
-                                             jitter=self._backoff_initial),
-                retry=retry_if_exception(_worth_retrying), before_sleep=self._before_retry, reraise=True)
-            try:
-                async for attempt in retrying:
-                    with attempt:
-                        await self._session()
-            except _StreamBroke:
-                self.watch_restarts += 1
-                WATCH_RESTARTS.inc()
-
-    def _before_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        if exc is not None and not isinstance(exc, RETRYABLE):
-            # Not an etcd outage but a bug or bad data: keep serving the last good state, say so loudly, and
-            # rebuild from a fresh full load rather than trust a store an apply may have left half-done.
-            log.error("etcd_mirror_failed", error=repr(exc), exc_info=exc, revision=self.revision)
-            self._need_load = True
-            self.last_error = f"{type(exc).__name__}: {exc}"
-        elif exc is not None:
-            self._mark_down(exc)
-        if exc is not None and (state.attempt_number % RECONNECT_EVERY == 0 or _is_auth_error(exc)):
-            self._new_channel = True  # an expired auth token, or a channel in a bad state: start afresh
-        log.debug("etcd_retry", attempt=state.attempt_number, error=repr(exc),
-                  sleep=round(state.next_action.sleep, 3) if state.next_action else None)
-
-    async def _session(self) -> None:
-        if self._new_channel:
-            self._new_channel = False
-            log.debug("etcd_new_channel")
-            try:
-                await within(self._create_timeout, self.client.close())
-            except Exception as exc:  # closing a broken channel may fail; the new one is what matters
-                log.debug("etcd_channel_close_failed", error=repr(exc))
-        await self.client.connect()  # (re)authenticates when the client was closed
-        while True:
-            if self._need_load:
-                await self._load()
-            try:
-                await self._watch(self.revision + 1)
-            except etcd_errors.RevisionCompactedError as exc:
-                log.info("etcd_compacted_reloading", revision=self.revision, compacted=exc.compacted_revision)
-                self._need_load = True
-
-    async def _load(self) -> None:
+    async def load(self) -> None:
+        """Read the prefix at one revision and swap it into the store whole."""
+        self._streaming = False
+        await self._connect()
         started = time.monotonic()
-        # gRPC deadlines bound each call; the asyncio timeouts are a second fence, so that no stuck channel can
-        # hold the mirror for ever (it would silently stop following etcd).
         revision, kvs = await within(LOAD_TIMEOUT, read_prefix(self.client, self._prefix_bytes, page=self._page))
         await within(LEASE_TIMEOUT, self._leases.fetch(kv.lease for kv in kvs if kv.lease))
         deadline = self._leases.deadline
@@ -300,68 +286,73 @@ class EtcdMirror:
         del kvs
         self.store.replace(revision, changes)
         del changes[:]
-        # The loaded index is long-lived: move it out of the cyclic GC's reach, so a full collection (which
-        # would otherwise walk every record object) cannot pause the answers for tens of milliseconds.
-        gc.collect()
-        gc.freeze()
-        self._need_load = False
-        self.loads += 1
-        MIRROR_LOADS.inc()
+        if self._freeze_gc:
+            # The loaded index is long-lived: move it out of the cyclic GC's reach, so a full collection (which
+            # would otherwise walk every record object) cannot pause the answers for tens of milliseconds.
+            gc.collect()
+            gc.freeze()
+        self.metrics.loads.inc()
         await self._advance(revision)
-        self._mark_up()
-        log.info("etcd_loaded", keys=loaded, revision=revision,
+        self.mark_up()
+        log.info("etcd_loaded", prefix=self.prefix, keys=loaded, revision=revision,
                  seconds=round(time.monotonic() - started, 3))
         if not self.ready.is_set():
             self.ready.set()
-            MIRROR_READY.set(1)
+            self.metrics.ready.set(1)
             if self._on_first_load is not None:
                 self._on_first_load()
 
-    async def _advance(self, revision: int) -> None:
-        self.revision = revision
-        MIRROR_REVISION.set(revision)
-        async with self._applied:
-            self._applied.notify_all()
-
-    async def _watch(self, start_revision: int) -> None:
+    async def resume(self) -> None:
+        """Watch the prefix from ``revision + 1``, applying each revision whole; never returns cleanly."""
+        await self._connect()
+        self._streaming = False
         assert self.client.channel is not None
-        stub = rpc.WatchStub(self.client.channel)
-        call = stub.Watch(metadata=self.client.metadata)
-        established = False
+        call = rpc.WatchStub(self.client.channel).Watch(metadata=self.client.metadata)
         try:
             create = rpc.WatchCreateRequest(key=self._prefix_bytes, range_end=prefix_range_end(self._prefix_bytes),
-                                            start_revision=start_revision)
+                                            start_revision=self.revision + 1)
             await within(self._create_timeout, call.write(rpc.WatchRequest(create_request=create)))
             first = await within(self._create_timeout, call.read())
             self._check(first)
             if not first.created:
                 raise etcd_errors.ClientError("etcd watch: no 'created' response")
-            established = True
-            self._mark_up()
+            self._streaming = True
+            self.established()
             await self._apply(first.events)
             while True:
                 resp = await call.read()
+                self.heard()
                 self._check(resp)
                 if resp.events:
                     await self._apply(resp.events)
-        except etcd_errors.RevisionCompactedError:
-            raise
-        except RETRYABLE as exc:
-            if not established:
-                raise
-            self._mark_down(exc)
-            raise _StreamBroke from exc
         finally:
             call.cancel()
 
-    @staticmethod
-    def _check(resp: Any) -> None:
+    # -- the I/O behind them ----------------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        if self._new_channel:
+            self._new_channel = False
+            log.debug("etcd_new_channel", prefix=self.prefix)
+            try:
+                await within(self._create_timeout, self.client.close())
+            except Exception as exc:  # closing a broken channel may fail; the new one is what matters
+                log.debug("etcd_channel_close_failed", error=repr(exc))
+        await self.client.connect()  # (re)authenticates when the client was closed
+
+    def _check(self, resp: Any) -> None:
         if resp is grpc.aio.EOF:
             raise etcd_errors.ConnectionFailedError("etcd closed the watch stream")
         if resp.compact_revision:
-            raise etcd_errors.RevisionCompactedError(resp.compact_revision)
+            raise Expired(f"revision {self.revision + 1} compacted (etcd keeps from {resp.compact_revision})")
         if resp.canceled:
             raise etcd_errors.ClientError(f"etcd cancelled the watch: {resp.cancel_reason or 'no reason given'}")
+
+    async def _advance(self, revision: int) -> None:
+        self.revision = revision
+        self.metrics.revision.set(revision)
+        async with self._applied:
+            self._applied.notify_all()
 
     async def _apply(self, events: Sequence[Any]) -> None:
         if not events:
@@ -373,7 +364,7 @@ class EtcdMirror:
             if revision <= self.revision:
                 continue  # already in the store (cannot happen with etcd's ordering; cheap to be sure)
             self.store.apply(revision, changes)
-            EVENTS_APPLIED.inc(len(changes))
+            self.metrics.events.inc(len(changes))
             self._track_leases(changes, leases_by_key)
             await self._advance(revision)
 
