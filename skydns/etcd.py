@@ -306,3 +306,46 @@ async def read_prefix(client: aetcd.Client, prefix: bytes, revision: int = 0,
         if not resp.more or not resp.kvs:
             return revision, out
         start = resp.kvs[-1].key + b"\0"
+
+
+# -- transactions through the raw Txn RPC: aetcd's transaction() does not return the revision it committed at,
+# which a writer needs to know when a watcher of the same keys has seen its own write.
+
+def compare_mod(key: bytes, mod_revision: int) -> Any:
+    """``mod_revision(key) == mod_revision`` (the key is unchanged since it was read)."""
+    return rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.MOD, key=key, mod_revision=mod_revision)
+
+
+def compare_absent(key: bytes) -> Any:
+    """``version(key) == 0`` (the key does not exist)."""
+    return rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.VERSION, key=key, version=0)
+
+
+def compare_created(key: bytes, create_revision: int) -> Any:
+    """``create_revision(key) == create_revision`` (the same key, not deleted and re-created since)."""
+    return rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, key=key,
+                       create_revision=create_revision)
+
+
+def put_op(key: bytes, value: bytes, lease: int = 0) -> Any:
+    return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))
+
+
+def delete_op(key: bytes) -> Any:
+    """Deletes exactly ``key`` (never a range)."""
+    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))
+
+
+def get_op(key: bytes) -> Any:
+    return rpc.RequestOp(request_range=rpc.RangeRequest(key=key))
+
+
+async def txn(client: aetcd.Client, compare: list[Any], success: list[Any],
+              failure: list[Any] | None = None) -> tuple[bool, int, Any]:
+    """One transaction: ``(succeeded, revision, response)``; ``revision`` is the store revision after it (the
+    revision of its writes when it succeeded and wrote)."""
+    await client.connect()
+    assert client.kvstub is not None
+    request = rpc.TxnRequest(compare=compare, success=success, failure=failure or [])
+    response = await client.kvstub.Txn(request, timeout=client._timeout, metadata=client.metadata)
+    return bool(response.succeeded), int(response.header.revision), response

@@ -1,16 +1,19 @@
-"""What the sources need from the command line (built by ``syncer.cli``, read by ``syncer.sources``)."""
+"""The syncer's checked configuration (built by ``syncer.cli`` from flags and environment; read by the controller
+and, for :class:`SourceConfig`, by ``syncer.sources``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from skydns.etcd import EtcdSettings
+from syncer.domains import DomainFilter
+
 ANNOTATION_PREFIXES = ("external-dns.alpha.kubernetes.io/", "external-dns.kubernetes.io/")
-KNOWN_SOURCES = ("service", "ingress")
 
 
 @dataclass(frozen=True)
 class SourceConfig:
-    sources: tuple[str, ...] = KNOWN_SOURCES
+    sources: tuple[str, ...] = ()  # --source values; empty: the table's defaults (syncer.sources)
     namespace: str | None = None  # None: all namespaces
     label_filter: str = ""  # label selector on the objects' labels
     annotation_filter: str = ""  # label-selector syntax applied to the objects' annotations
@@ -20,3 +23,25 @@ class SourceConfig:
     annotation_prefixes: tuple[str, ...] = ANNOTATION_PREFIXES  # --annotation-prefix narrows this to one
     publish_internal_services: bool = False
     fqdn_templates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    once: bool
+    dry_run: bool
+    output: str
+    kubeconfig: str | None
+    from_manifests: tuple[str, ...]
+    owner_id: str
+    policy: str
+    prefix: str
+    etcd: EtcdSettings
+    sources: SourceConfig
+    log_format: str = "text"
+    log_level: str = "info"
+    http_listen: tuple[str, int] = ("127.0.0.1", 8081)
+    resync_interval: float = 600.0  # seconds; 0: no periodic full reconcile
+
+    @property
+    def domain_filter(self) -> DomainFilter:
+        return DomainFilter(self.sources.domain_filter, self.sources.exclude_domains)

@@ -15,11 +15,13 @@ labels stripped, as CoreDNS serves it); a text -> ``TXT``; nothing -> ``NONE``. 
 plan manages only A, AAAA, CNAME and SRV, and only records whose ``owner`` is ours; everything else is only
 looked at (it blocks creating records at its name). A value that does not decode is reported as
 :class:`Malformed` and left alone - it is not ours to fix, and it can't be owned by us.
+
+:class:`CurrentRecords` keeps the same classification up to date change by change, for continuous mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,3 +110,74 @@ def classify_kvs(kvs: Iterable[Any], prefix: str) -> tuple[list[CurrentRecord], 
     records.sort(key=lambda r: r.key)
     malformed.sort(key=lambda m: m.key)
     return records, malformed
+
+
+class CurrentRecords:
+    """The records under the prefix as the etcd mirror follows them (the mirror's store): each key classified once,
+    when it changes, and indexed by name.
+
+    ``replace(revision, changes)`` swaps in a whole load, ``apply(revision, changes)`` one etcd revision (changes
+    carry ``key``, ``value`` - ``None`` for a delete - and ``mod_revision``). After either, ``on_change`` is called
+    with the names whose records changed (``None`` after a whole load: anything may have). Values that do not
+    decode are kept in ``malformed`` (key -> reason) and counted, never planned on.
+    """
+
+    def __init__(self, prefix: str, on_change: Callable[[set[str] | None], None] | None = None) -> None:
+        self.prefix = normalize_prefix(prefix)
+        self.on_change = on_change
+        self.revision = 0
+        self.by_key: dict[str, CurrentRecord] = {}
+        self.by_name: dict[str, dict[str, CurrentRecord]] = {}
+        self.malformed: dict[str, str] = {}
+
+    def replace(self, revision: int, changes: Iterable[Any]) -> None:
+        self.by_key, self.by_name, self.malformed = {}, {}, {}
+        for change in changes:
+            self._put(change)
+        self.revision = revision
+        if self.on_change is not None:
+            self.on_change(None)
+
+    def apply(self, revision: int, changes: Sequence[Any]) -> None:
+        names: set[str] = set()
+        for change in changes:
+            old = self._remove(change.key)
+            if old is not None:
+                names.add(old.name)
+            if change.value is not None:
+                new = self._put(change)
+                if new is not None:
+                    names.add(new.name)
+        self.revision = max(self.revision, revision)
+        if names and self.on_change is not None:
+            self.on_change(names)
+
+    def _put(self, change: Any) -> CurrentRecord | None:
+        key = change.key
+        try:
+            record = classify(key, decode(change.value, key), self.prefix, change.mod_revision)
+        except (RecordDecodeError, InvalidKeyError) as exc:
+            self.malformed[key] = exc.reason
+            return None
+        self.malformed.pop(key, None)
+        self.by_key[key] = record
+        self.by_name.setdefault(record.name, {})[key] = record
+        return record
+
+    def _remove(self, key: str) -> CurrentRecord | None:
+        self.malformed.pop(key, None)
+        old = self.by_key.pop(key, None)
+        if old is not None:
+            at_name = self.by_name.get(old.name)
+            if at_name is not None:
+                at_name.pop(key, None)
+                if not at_name:
+                    del self.by_name[old.name]
+        return old
+
+    def at(self, names: Iterable[str]) -> list[CurrentRecord]:
+        """The records at these names, sorted by key."""
+        return sorted((r for name in names for r in self.by_name.get(name, {}).values()), key=lambda r: r.key)
+
+    def owned_at(self, name: str, owner_id: str) -> bool:
+        return any(r.owner == owner_id for r in self.by_name.get(name, {}).values())

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 
 from skydns.names import name_to_key
-from skydns.record import Record, parse_ip
+from skydns.record import Record
 
 MANAGED_TYPES = ("A", "AAAA", "CNAME", "SRV")
 SRV_STRIPPED_LABEL = "_"  # prepended to SRV name hosts, stripped again by targetstrip (see above)
@@ -68,25 +68,6 @@ def parse_srv(target: str) -> tuple[int, int, int, str]:
     if not host:
         raise BadTargetError(f"SRV target {target!r} has an empty target name")
     return priority, weight, port, host
-
-
-def canonical_target(record_type: str, target: str) -> str:
-    """The one spelling of a target used in keys, values and comparisons; BadTargetError when it can't be stored."""
-    target = target.strip()
-    if record_type in ("A", "AAAA"):
-        ip = parse_ip(target)
-        if ip is None or (ip.version == 4) != (record_type == "A"):
-            raise BadTargetError(f"{target!r} is not an IPv{4 if record_type == 'A' else 6} address")
-        return str(ip)
-    if record_type == "CNAME":
-        host = target.rstrip(".").lower()
-        if not host or parse_ip(host) is not None or any(c.isspace() for c in host):
-            raise BadTargetError(f"{target!r} is not a host name")
-        return host
-    if record_type == "SRV":
-        priority, weight, port, host = parse_srv(target)
-        return f"{priority} {weight} {port} {host}"
-    raise BadTargetError(f"record type {record_type} is not managed (only {', '.join(MANAGED_TYPES)})")
 
 
 def record_value(record_type: str, target: str, *, ttl: int | None, group: str, owner: str,

@@ -2,6 +2,8 @@
 
 Rules (ExternalDNS's, made deterministic and per (name, type)):
 
+* Desired endpoints come canonical from the sources (:mod:`syncer.sources`: normalised names without the trailing
+  dot, targets in the spelling :mod:`syncer.keys` stores); the plan uses them as they are.
 * Only the types we manage (A, AAAA, CNAME, SRV) are planned; the domain filter applies to desired endpoints
   *and* to current records (an owned record outside the filter is left alone).
 * **Merging** the desired endpoints of one (name, type) that several objects want: A, AAAA and SRV targets are
@@ -35,11 +37,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from skydns.names import DEFAULT_PREFIX, InvalidNameError, normalize_name
+from skydns.names import DEFAULT_PREFIX
 from skydns.record import Record
 from syncer.current import CurrentRecord
 from syncer.domains import DomainFilter
-from syncer.keys import MANAGED_TYPES, BadTargetError, canonical_target, record_key, record_value
+from syncer.keys import MANAGED_TYPES, record_key, record_value
 from syncer.model import Endpoint, Skipped
 
 POLICIES = ("sync", "upsert-only", "create-only")
@@ -83,6 +85,7 @@ class Plan:
     changes: list[Change] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    conflicts: int = 0  # record sets not written because another owner holds their name or key
 
     def count(self, action: str) -> int:
         return sum(1 for c in self.changes if c.action == action)
@@ -104,12 +107,6 @@ class _Merged:
     @property
     def resources(self) -> str:
         return ",".join(sorted(set(self.target_resource.values())))
-
-
-def plan_name(name: str) -> str:
-    """A desired endpoint's name as the plan keys changes by it: normalised (lower case, A-label), no trailing
-    dot; :class:`~skydns.names.InvalidNameError` when it can't be a DNS name."""
-    return normalize_name(name).rstrip(".")
 
 
 def dns_order(name: str) -> tuple[str, ...]:
@@ -135,16 +132,6 @@ def _blocked_reason(name: str, taken: list[str], occupied: Mapping[str, CurrentR
 
 def _describe_owner(owner: str) -> str:
     return f"owner {owner!r}" if owner else "no owner (written by hand or by another tool)"
-
-
-def _canonical(ep: Endpoint, skipped: list[Skipped]) -> tuple[str, ...]:
-    out = set()
-    for target in ep.targets:
-        try:
-            out.add(canonical_target(ep.type, target))
-        except BadTargetError as exc:
-            skipped.append(Skipped(ep.resource, f"{ep.name} {ep.type} {target}", str(exc)))
-    return tuple(sorted(out))
 
 
 def _merge(record_type: str, endpoints: list[Endpoint]) -> _Merged:
@@ -209,14 +196,8 @@ def calculate(desired: list[Endpoint], current: list[CurrentRecord], owner_id: s
             plan.skipped.append(Skipped(ep.resource, f"{ep.name} {ep.type} {','.join(ep.targets)}",
                                         f"record type {ep.type} is not managed (only {', '.join(MANAGED_TYPES)})"))
             continue
-        try:
-            name = plan_name(ep.name)
-        except InvalidNameError as exc:
-            plan.skipped.append(Skipped(ep.resource, f"{ep.name} {ep.type} {','.join(ep.targets)}", exc.reason))
-            continue
-        targets = _canonical(ep, plan.skipped)
-        if targets:
-            wanted[name][ep.type].append(Endpoint(name, ep.type, targets, ep.ttl, ep.resource, ep.group))
+        if ep.targets:
+            wanted[ep.name][ep.type].append(ep)
 
     owned: dict[str, dict[str, list[CurrentRecord]]] = defaultdict(lambda: defaultdict(list))
     foreign: dict[str, list[CurrentRecord]] = defaultdict(list)
@@ -290,6 +271,7 @@ def _plan_name(ctx: _Context, name: str, wanted: dict[str, list[Endpoint]], owne
         taken = sorted(r.key for r in records.values() if r.key in ctx.occupied)
         blocked = _blocked_reason(name, taken, ctx.occupied, foreign if not mine else [])
         if blocked:
+            plan.conflicts += 1
             for resource in sorted(set(want.target_resource.values())):
                 plan.skipped.append(Skipped(resource, f"{name} {record_type} {','.join(targets)}", blocked))
             continue

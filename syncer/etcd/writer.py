@@ -30,13 +30,13 @@ from typing import Any
 import aetcd
 import structlog
 
-from skydns.names import InvalidNameError
+from skydns.etcd import compare_absent, compare_mod, delete_op, put_op, txn
 from skydns.record import encode
 from syncer.current import CurrentRecord
 from syncer.domains import DomainFilter
 from syncer.etcd.state import read_name
 from syncer.model import Endpoint
-from syncer.plan import Change, calculate, plan_name
+from syncer.plan import Change, calculate
 from syncer.retrying import retry_async
 
 MAX_TXN_OPS = 128
@@ -55,13 +55,12 @@ class ApplyResult:
 @dataclass(frozen=True)
 class _Op:
     key: bytes
-    compare: Any  # an aetcd compare
-    action: Any | None  # an aetcd put/delete, or None when the key is only checked
+    compare: Any  # an etcd Compare message
+    action: Any | None  # an etcd RequestOp (put/delete), or None when the key is only checked
     kind: str  # "put" | "delete" | "check"
 
 
-def _ops(client: aetcd.Client, changes: Sequence[Change]) -> list[_Op]:
-    tx = client.transactions
+def _ops(changes: Sequence[Change]) -> list[_Op]:
     old: dict[str, CurrentRecord] = {r.key: r for c in changes for r in c.current}
     new: dict[str, bytes] = {}
     for change in changes:
@@ -71,15 +70,15 @@ def _ops(client: aetcd.Client, changes: Sequence[Change]) -> list[_Op]:
     for key in sorted(set(old) | set(new)):
         raw = key.encode()
         if key in old:
-            compare = tx.mod(raw) == old[key].mod_revision
+            compare = compare_mod(raw, old[key].mod_revision)
             if key not in new:
-                ops.append(_Op(raw, compare, tx.delete(raw), "delete"))
+                ops.append(_Op(raw, compare, delete_op(raw), "delete"))
             elif encode(old[key].record) != new[key]:
-                ops.append(_Op(raw, compare, tx.put(raw, new[key]), "put"))
+                ops.append(_Op(raw, compare, put_op(raw, new[key]), "put"))
             else:
                 ops.append(_Op(raw, compare, None, "check"))
         else:
-            ops.append(_Op(raw, tx.version(raw) == 0, tx.put(raw, new[key]), "put"))
+            ops.append(_Op(raw, compare_absent(raw), put_op(raw, new[key]), "put"))
     return ops
 
 
@@ -111,6 +110,7 @@ class Writer:
         self.domain_filter = domain_filter or DomainFilter()
         self.attempts = attempts
         self.concurrency = concurrency
+        self.last_revision = 0  # the newest revision a transaction of ours committed at
 
     async def apply(self, changes: Sequence[Change], desired: Sequence[Endpoint]) -> ApplyResult:
         """Apply ``changes`` (from :func:`syncer.plan.calculate` over ``desired``), name by name, concurrently."""
@@ -119,12 +119,8 @@ class Writer:
             by_name[change.name].append(change)
         wanted: dict[str, list[Endpoint]] = defaultdict(list)
         for ep in desired:
-            try:
-                name = plan_name(ep.name)  # the plan's spelling, or a re-plan would miss this name's endpoints
-            except InvalidNameError:
-                continue
-            if name in by_name:
-                wanted[name].append(ep)
+            if ep.name in by_name:
+                wanted[ep.name].append(ep)
         result = ApplyResult()
         gate = asyncio.Semaphore(self.concurrency)
 
@@ -141,7 +137,7 @@ class Writer:
                 return
             await asyncio.gather(*(one(name) for name in names))  # someone changed one of them: name by name
 
-        batches, singles = self._batches({name: _ops(self.client, cs) for name, cs in by_name.items()})
+        batches, singles = self._batches({name: _ops(cs) for name, cs in by_name.items()})
         await asyncio.gather(*(batch(names, ops) for names, ops in batches), *(one(name) for name in singles))
         return result
 
@@ -172,7 +168,7 @@ class Writer:
     async def _apply_name(self, name: str, changes: list[Change], desired: list[Endpoint],
                           result: ApplyResult) -> None:
         for attempt in range(1, self.attempts + 1):
-            ops = _ops(self.client, changes)
+            ops = _ops(changes)
             if all(op.kind == "check" for op in ops):
                 return
             chunks = _chunks(ops)
@@ -207,7 +203,9 @@ class Writer:
         success = [op.action for op in ops if op.action is not None]
 
         async def call() -> bool:
-            succeeded, _ = await self.client.transaction(compare=compare, success=success, failure=[])
-            return bool(succeeded)
+            succeeded, revision, _ = await txn(self.client, compare, success)
+            if succeeded:
+                self.last_revision = max(self.last_revision, revision)
+            return succeeded
 
         return await retry_async(call, f"etcd transaction for {name}")

@@ -1,38 +1,56 @@
-"""The cluster through the real ``kubernetes`` client: paged lists of the five kinds the sources read.
+"""The Kubernetes API through ``kubernetes.aio``: configuration, auth and raw HTTP for paged lists and watches.
 
-Configuration: ``--kubeconfig PATH``; else the in-cluster service account; else ``~/.kube/config`` (or
-``$KUBECONFIG``). A config that can't be loaded raises :class:`KubeConfigError` (exit 2, naming the flag).
+Configuration (:func:`load_configuration`): ``--kubeconfig PATH``; else the in-cluster service account; else
+``$KUBECONFIG`` (its first file) or ``~/.kube/config``. A config that can't be loaded raises
+:class:`KubeConfigError` with one line naming where it looked (exit 2).
 
-Lists are paged (``limit=500`` + ``continue``) and read raw (``_preload_content=False`` + ``json.loads``), so
-objects are plain dicts in the API's JSON shape - the same shape as manifest files - and no time is spent
-building the client's model classes. Each item gets its ``kind``/``apiVersion`` back (lists leave them out).
-Namespaced kinds are listed in ``--namespace`` only when it is set; the label selector is passed to the server
-for Services and Ingresses (the sources apply it too). An unreachable API server (connection errors, 5xx, 429)
-is retried with backoff for the retry budget (:mod:`syncer.retrying`), then :class:`KubeApiError` (exit 1);
-other API errors (401, 403, ...) raise it at once.
+:class:`KubeClient` uses the client's generated ``*_without_preload_content`` methods only for the URL, the
+query parameters and the credentials; it reads the aiohttp response itself and never builds model classes:
 
-:class:`KubeApi` keeps the clients and the list revisions, so a continuous mode can start watches from
-``resource_versions`` later.
+* ``list_page`` is one page of a LIST (``limit`` + ``continue``), decoded as a plain dict in the API's JSON
+  shape (the items carry no ``kind``/``apiVersion``, as the server sends them);
+* ``watch`` is a WATCH with ``allowWatchBookmarks=true`` and ``timeoutSeconds``: :class:`WatchStream` yields
+  one decoded JSON line (``{"type", "object"}``) at a time. Lines are split on ``\\n`` by us, never by a
+  ``readline`` limit, so an object of any size (megabytes) arrives whole; ``buffered()`` says whether a
+  complete line is already waiting, so a caller can hand over a burst in one batch.
+
+Errors: a non-2xx answer raises :class:`ApiStatusError` (status, reason, the server's message and its
+``Retry-After``); a line that is not a JSON object raises :class:`KubeProtocolError`; connection errors and
+timeouts are aiohttp's and asyncio's own. :func:`is_outage` tells the ones worth retrying (connection errors,
+timeouts, 5xx, 429) from the rest; :func:`is_access_denied` picks out 401/403. The client never retries by
+itself (``retries`` stays unset): the caller's backoff does.
+
+The lists name namespaced kinds in one namespace when ``namespace`` is given, else across all namespaces;
+cluster-scoped kinds (Node) ignore it. ``--once`` lists through :func:`syncer.kube.reflector.list_snapshot`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
-import structlog
-import urllib3
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.config.config_exception import ConfigException
-from tenacity import Retrying
-
-from syncer.model import KINDS, ClusterSnapshot
-from syncer.retrying import budget, retry_policy
+import aiohttp
+from kubernetes.aio import client as k8s
+from kubernetes.aio import config as k8s_config
+from kubernetes.aio.config.config_exception import ConfigException
 
 PAGE = 500
-log = structlog.get_logger()
+REQUEST_TIMEOUT = 60.0  # one list page, connection included
+
+Obj = dict[str, Any]
+
+# kind -> (API group class, all-namespaces method, namespaced method or None for cluster-scoped kinds)
+_METHODS: dict[str, tuple[str, str, str | None]] = {
+    "Service": ("CoreV1Api", "list_service_for_all_namespaces", "list_namespaced_service"),
+    "Pod": ("CoreV1Api", "list_pod_for_all_namespaces", "list_namespaced_pod"),
+    "Node": ("CoreV1Api", "list_node", None),
+    "Ingress": ("NetworkingV1Api", "list_ingress_for_all_namespaces", "list_namespaced_ingress"),
+    "EndpointSlice": ("DiscoveryV1Api", "list_endpoint_slice_for_all_namespaces", "list_namespaced_endpoint_slice"),
+}
 
 
 class KubeConfigError(ValueError):
@@ -41,6 +59,20 @@ class KubeConfigError(ValueError):
 
 class KubeApiError(RuntimeError):
     """The API server could not be read (exit 1)."""
+
+
+class ApiStatusError(KubeApiError):
+    """A non-2xx answer: ``status``, ``reason``, the server's ``message``, ``retry_after`` seconds if it asked."""
+
+    def __init__(self, status: int, reason: str, message: str, *, retry_after: float | None = None,
+                 verb: str = "", kind: str = "") -> None:
+        self.status, self.reason, self.message = status, reason, message
+        self.retry_after, self.verb, self.kind = retry_after, verb, kind
+        super().__init__(f"HTTP {status} {reason}: {message}" if message else f"HTTP {status} {reason}")
+
+
+class KubeProtocolError(KubeApiError):
+    """The server sent something that is not the API's JSON (a truncated or garbled answer)."""
 
 
 def kinds_for_sources(sources: Iterable[str]) -> list[str]:
@@ -53,129 +85,254 @@ def kinds_for_sources(sources: Iterable[str]) -> list[str]:
     return out
 
 
-def load_configuration(kubeconfig: str | None) -> k8s.Configuration:
+# ---------------------------------------------------------------------------------------------- configuration
+
+
+def default_kubeconfig() -> tuple[str, str]:
+    """The kubeconfig file used without ``--kubeconfig``, and how to name it in a message."""
+    env = os.environ.get("KUBECONFIG", "")
+    first = next((p for p in env.split(os.pathsep) if p), "")
+    if first:
+        return first, f"$KUBECONFIG ({first})"
+    path = str(Path.home() / ".kube" / "config")
+    return path, path
+
+
+async def load_configuration(kubeconfig: str | None) -> k8s.Configuration:
+    """The client configuration (see the module docstring); :class:`KubeConfigError` naming where it looked."""
     cfg = k8s.Configuration()
-    try:
-        if kubeconfig:
-            k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-            return cfg
+    if kubeconfig:
+        path, where = kubeconfig, f"--kubeconfig {kubeconfig}"
+    else:
         try:
             k8s_config.load_incluster_config(client_configuration=cfg)
-            return cfg
+            return _finish(cfg)
         except ConfigException:
             pass
-        k8s_config.load_kube_config(client_configuration=cfg)
-        return cfg
-    except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
-        where = f"--kubeconfig {kubeconfig}" if kubeconfig else "in-cluster config and ~/.kube/config"
+        path, name = default_kubeconfig()
+        where = f"in-cluster service account and {name}"
+    try:
+        if not os.path.isfile(path):  # the loader would only log a warning and go on with an empty config
+            raise ConfigException(f"no such file: {path}")
+        await k8s_config.load_kube_config(config_file=path, client_configuration=cfg, persist_config=False)
+    except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         raise KubeConfigError(f"{where}: cannot load a Kubernetes client configuration: {message}") from None
+    return _finish(cfg)
 
 
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, k8s.ApiException):
-        return exc.status in (0, 429) or (exc.status or 0) >= 500
-    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+def _finish(cfg: k8s.Configuration) -> k8s.Configuration:
+    cfg.retries = None  # our own backoff does the retrying
+    cfg.client_go_retries = False
+    return cfg
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, k8s.ApiException):
-        return f"HTTP {exc.status} {exc.reason}"
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
+# ---------------------------------------------------------------------------------------------- errors
 
 
-class KubeApi:
-    """Lists the kinds the sources need; ``list_snapshot()`` is one consistent-enough read of all of them."""
+def is_outage(exc: BaseException) -> bool:
+    """An outage worth retrying: connection errors and cuts, timeouts, 5xx, 429, a garbled answer."""
+    if isinstance(exc, ApiStatusError):
+        return exc.status == 429 or exc.status >= 500
+    return isinstance(exc, aiohttp.ClientError | TimeoutError | ConnectionError | KubeProtocolError)
 
-    def __init__(self, kubeconfig: str | None = None, namespace: str | None = None, label_selector: str = "",
-                 request_timeout: float = 30.0) -> None:
-        cfg = load_configuration(kubeconfig)
-        cfg.retries = 1  # our own bounded backoff does the retrying
-        self.api_client = k8s.ApiClient(cfg)
-        self.server = cfg.host
-        self.namespace = namespace
-        self.label_selector = label_selector
-        self.timeout = request_timeout
-        self.core = k8s.CoreV1Api(self.api_client)
-        self.networking = k8s.NetworkingV1Api(self.api_client)
-        self.discovery = k8s.DiscoveryV1Api(self.api_client)
-        self.resource_versions: dict[str, str] = {}
 
-    def close(self) -> None:
-        self.api_client.close()
+def is_access_denied(exc: BaseException) -> bool:
+    """401/403: our credentials or RBAC, which an operator may fix while we run."""
+    return isinstance(exc, ApiStatusError) and exc.status in (401, 403)
 
-    def _list_call(self, kind: str) -> Callable[..., Any]:
-        ns = self.namespace
-        calls: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
-            "Service": (self.core.list_service_for_all_namespaces, self.core.list_namespaced_service),
-            "Ingress": (self.networking.list_ingress_for_all_namespaces, self.networking.list_namespaced_ingress),
-            "Pod": (self.core.list_pod_for_all_namespaces, self.core.list_namespaced_pod),
-            "EndpointSlice": (self.discovery.list_endpoint_slice_for_all_namespaces,
-                              self.discovery.list_namespaced_endpoint_slice),
-        }
-        if kind == "Node":
-            return self.core.list_node
-        all_ns, in_ns = calls[kind]
-        if ns:
-            return lambda **kw: in_ns(ns, **kw)
-        return all_ns
 
-    def list_kind(self, kind: str) -> list[dict[str, Any]]:
-        """Every object of ``kind`` (paged), as plain dicts with ``kind`` and ``apiVersion`` set."""
-        spec = KINDS[kind]
-        call = self._list_call(kind)
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"limit": PAGE, "_preload_content": False, "_request_timeout": self.timeout}
-            if token:
-                kwargs["_continue"] = token
-            if spec.selectable and self.label_selector:
-                kwargs["label_selector"] = self.label_selector
-            page = self._get_page(kind, call, kwargs)
-            for item in page.get("items") or []:
-                item.setdefault("kind", spec.kind)
-                item.setdefault("apiVersion", spec.api_version)
-                items.append(item)
-            meta = page.get("metadata") or {}
-            token = meta.get("continue") or None
-            if not token:
-                self.resource_versions[kind] = str(meta.get("resourceVersion", ""))
-                return items
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, ApiStatusError):
+        return str(exc)
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
-    def _get_page(self, kind: str, call: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-        def fetch() -> dict[str, Any]:
-            response = call(**kwargs)
-            try:
-                data = json.loads(response.data)
-            finally:
-                response.release_conn()
-            if not isinstance(data, dict):
-                raise KubeApiError(f"{self.server}: list {kind}: the answer is not a JSON object")
-            return data
 
-        seconds = budget()
+def _retry_after(headers: Any, status: Obj) -> float | None:
+    raw = headers.get("Retry-After") if headers is not None else None
+    for value in (raw, (status.get("details") or {}).get("retryAfterSeconds")):
         try:
-            for attempt in Retrying(**retry_policy(f"list {kind} from {self.server}", seconds, _transient, _describe)):
-                with attempt:
-                    return fetch()
-        except k8s.ApiException as exc:
-            if _transient(exc):
-                raise KubeApiError(f"Kubernetes API {self.server}: list {kind}: still failing after {seconds:g} s "
-                                   f"of retries ({_describe(exc)})") from None
-            raise KubeApiError(f"Kubernetes API {self.server}: list {kind}: {_describe(exc)}") from None
-        except Exception as exc:
-            if _transient(exc):
-                raise KubeApiError(f"Kubernetes API {self.server} unreachable after {seconds:g} s of retries "
-                                   f"(list {kind}: {_describe(exc)})") from None
-            raise
-        raise AssertionError("unreachable")  # pragma: no cover
+            seconds = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if seconds >= 0:
+            return seconds
+    return None
 
-    def list_snapshot(self, kinds: Iterable[str]) -> ClusterSnapshot:
-        """One list of each kind into a :class:`ClusterSnapshot`."""
-        snapshot = ClusterSnapshot()
-        for kind in kinds:
-            items = self.list_kind(kind)
-            getattr(snapshot, KINDS[kind].field).extend(items)
-            log.debug("listed", kind=kind, count=len(items), resource_version=self.resource_versions.get(kind))
-        return snapshot
+
+async def _status_error(response: aiohttp.ClientResponse, verb: str, kind: str) -> ApiStatusError:
+    """The error for a non-2xx answer, from its ``Status`` body when it has one."""
+    try:
+        body = await response.read()
+    except (aiohttp.ClientError, TimeoutError):
+        body = b""
+    finally:
+        response.release()
+    try:
+        status = json.loads(body) if body else {}
+    except ValueError:
+        status = {}
+    if not isinstance(status, dict):
+        status = {}
+    message = status.get("message") or " ".join(body.decode(errors="replace").split())[:200]
+    return ApiStatusError(response.status, str(status.get("reason") or response.reason or ""), str(message),
+                          retry_after=_retry_after(response.headers, status), verb=verb, kind=kind)
+
+
+# ---------------------------------------------------------------------------------------------- watch stream
+
+
+class WatchStream:
+    """One watch: ``async with`` opens it (raising :class:`ApiStatusError` on a non-2xx answer) and closes it;
+    ``async for`` yields each decoded line. Iterating without ``async with`` opens it lazily; then call
+    :meth:`aclose`."""
+
+    def __init__(self, send: Callable[[], Awaitable[aiohttp.ClientResponse]], kind: str) -> None:
+        self._send = send
+        self._kind = kind
+        self._response: aiohttp.ClientResponse | None = None
+        self._lines: deque[bytes] = deque()  # complete lines not handed out yet
+        self._partial: list[bytes] = []  # the pieces of the line being received
+        self._eof = False
+
+    async def open(self) -> WatchStream:
+        if self._response is None:
+            response = await self._send()
+            if not 200 <= response.status < 300:
+                raise await _status_error(response, "watch", self._kind)
+            self._response = response
+        return self
+
+    async def aclose(self) -> None:
+        if self._response is not None:
+            self._response.close()  # not release(): an unfinished stream's connection can't be reused
+
+    async def __aenter__(self) -> WatchStream:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> WatchStream:
+        return self
+
+    def buffered(self) -> bool:
+        """A complete line is waiting: the next ``__anext__`` returns without I/O."""
+        return bool(self._lines)
+
+    async def __anext__(self) -> Obj:
+        while True:
+            while self._lines:
+                line = self._lines.popleft()
+                if line.strip():
+                    return self._decode(line)
+            if self._eof:
+                raise StopAsyncIteration
+            await self._fill()
+
+    async def _fill(self) -> None:
+        if self._response is None:
+            await self.open()
+        assert self._response is not None
+        chunk = await self._response.content.readany()
+        if not chunk:
+            self._eof = True
+            if self._partial:  # a last line without its newline
+                self._lines.append(b"".join(self._partial))
+                self._partial = []
+            return
+        pieces = chunk.split(b"\n")
+        if len(pieces) == 1:
+            self._partial.append(chunk)
+            return
+        self._lines.append(b"".join([*self._partial, pieces[0]]))
+        self._lines.extend(pieces[1:-1])
+        self._partial = [pieces[-1]] if pieces[-1] else []
+
+    def _decode(self, line: bytes) -> Obj:
+        try:
+            event = json.loads(line)
+        except ValueError as exc:
+            raise KubeProtocolError(f"watch {self._kind}: a line that is not JSON ({len(line)} bytes): {exc}") from None
+        if not isinstance(event, dict):
+            raise KubeProtocolError(f"watch {self._kind}: a line that is not a JSON object")
+        return event
+
+
+# ---------------------------------------------------------------------------------------------- client
+
+
+class KubeClient:
+    """Raw lists and watches of the kinds in :data:`syncer.model.KINDS`; ``await KubeClient.create(...)``."""
+
+    def __init__(self, configuration: k8s.Configuration, *, request_timeout: float = REQUEST_TIMEOUT) -> None:
+        self.configuration = configuration
+        self.server: str = configuration.host
+        self.request_timeout = request_timeout
+        self.api_client = k8s.ApiClient(configuration)
+        self._apis: dict[str, Any] = {}
+
+    @classmethod
+    async def create(cls, kubeconfig: str | None = None, *, request_timeout: float = REQUEST_TIMEOUT) -> KubeClient:
+        return cls(await load_configuration(kubeconfig), request_timeout=request_timeout)
+
+    async def close(self) -> None:
+        await self.api_client.close()
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _method(self, kind: str, namespace: str | None) -> Callable[..., Awaitable[aiohttp.ClientResponse]]:
+        if kind not in _METHODS:
+            raise ValueError(f"unknown kind {kind!r}; known: {sorted(_METHODS)}")
+        group, all_namespaces, namespaced = _METHODS[kind]
+        api = self._apis.get(group)
+        if api is None:
+            api = self._apis[group] = getattr(k8s, group)(self.api_client)
+        if namespace and namespaced:
+            call = getattr(api, f"{namespaced}_without_preload_content")
+            return lambda **kw: call(namespace, **kw)
+        method: Callable[..., Awaitable[aiohttp.ClientResponse]]
+        method = getattr(api, f"{all_namespaces}_without_preload_content")
+        return method
+
+    async def _send(self, kind: str, namespace: str | None, timeout: float, **params: Any) -> aiohttp.ClientResponse:
+        query = {k: v for k, v in params.items() if v not in (None, "")}
+        return await self._method(kind, namespace)(**query, _request_timeout=float(timeout))
+
+    async def list_page(self, kind: str, namespace: str | None = None, *, label_selector: str = "",
+                        field_selector: str = "", limit: int = PAGE, continue_token: str | None = None) -> Obj:
+        """One page of a LIST, as the server's JSON (``metadata.resourceVersion``/``continue``, ``items``)."""
+        response = await self._send(kind, namespace, self.request_timeout, label_selector=label_selector,
+                                    field_selector=field_selector, limit=limit, _continue=continue_token)
+        if not 200 <= response.status < 300:
+            raise await _status_error(response, "list", kind)
+        try:
+            body = await response.read()
+        finally:
+            response.release()
+        try:
+            doc = json.loads(body)
+        except ValueError as exc:
+            raise KubeProtocolError(f"list {kind}: the answer is not JSON: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list):
+            raise KubeProtocolError(f"list {kind}: the answer is not a list object")
+        return doc
+
+    def watch(self, kind: str, namespace: str | None = None, *, resource_version: str = "",
+              label_selector: str = "", field_selector: str = "", timeout_seconds: int = 300,
+              read_timeout: float | None = None) -> WatchStream:
+        """A WATCH from ``resource_version`` with bookmarks; the server ends it after ``timeout_seconds`` and the
+        client gives up on the whole request after ``read_timeout`` (default: 30 s more)."""
+        deadline = read_timeout if read_timeout is not None else timeout_seconds + 30.0
+
+        def send() -> Awaitable[aiohttp.ClientResponse]:
+            return self._send(kind, namespace, deadline, watch=True, allow_watch_bookmarks=True,
+                              resource_version=resource_version, label_selector=label_selector,
+                              field_selector=field_selector, timeout_seconds=int(timeout_seconds))
+
+        return WatchStream(send, kind)

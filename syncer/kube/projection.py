@@ -3,7 +3,9 @@
 A projection is a plain dict in the API's JSON shape (so the sources read it exactly as they read a whole
 object) holding only:
 
-* every kind: ``kind``, ``apiVersion``, ``metadata.name``/``namespace``/``labels``/``annotations`` (without
+* every kind: ``kind``, ``apiVersion`` (the kind's own when the object leaves it out, as list items do, so a
+  listed object and the same object from a watch event project alike),
+  ``metadata.name``/``namespace``/``labels``/``annotations`` (without
   ``kubectl.kubernetes.io/last-applied-configuration``, which alone is often larger than the rest), and
   ``metadata.resourceVersion`` (kept for logs; never compared);
 * Service: ``spec.type``, ``clusterIP``, ``externalIPs``, ``externalName``, ``selector``,
@@ -29,6 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from syncer.config import ANNOTATION_PREFIXES
+from syncer.model import KINDS
 
 Obj = dict[str, Any]
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -170,8 +173,9 @@ def project(obj: Mapping[str, Any], kind: str | None = None,
     Never raises on malformed input: a field of the wrong shape is simply left out."""
     kind = kind or str(obj.get("kind") or "")
     out: Obj = {"kind": kind}
-    if obj.get("apiVersion"):
-        out["apiVersion"] = obj["apiVersion"]
+    api_version = obj.get("apiVersion") or (KINDS[kind].api_version if kind in KINDS else None)
+    if api_version:
+        out["apiVersion"] = api_version
     out["metadata"] = _metadata(obj, kind == "Pod", annotation_prefixes)
     fill = _BY_KIND.get(kind)
     if fill is not None:

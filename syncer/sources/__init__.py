@@ -1,10 +1,20 @@
-"""Sources: the cluster snapshot -> the desired endpoints (one per name, type and object) and what was skipped.
+"""Sources: the cluster's objects -> the desired endpoints (one per name, type and object) and what was skipped.
 
-:func:`collect` runs the configured sources (``service``, ``ingress``) over a :class:`ClusterSnapshot` and applies,
-in this order, per object: the namespace, ``--label-filter`` (on labels), ``--annotation-filter`` (on annotations),
-the ``controller`` annotation, ``--ingress-class`` (ingresses); then it computes the host names (annotations and
-spec; ``--fqdn-template`` only when those give none, as ExternalDNS), the records, and keeps the names that pass
-``--domain-filter``/``--exclude-domains``.
+The table :data:`SOURCES` holds every source (``--source`` values): the kind whose objects it turns into records,
+every kind it reads, how it finds host names and records, and which objects of the other kinds an object's
+records depend on (:class:`Needs`). Continuous mode reads the table to know which kinds to watch and which objects
+to recompute after a change; adding a source is one module with its ``SOURCE`` row plus one entry here.
+
+:func:`collect` runs the configured sources over a :class:`ClusterSnapshot`; :func:`object_endpoints` computes one
+object's endpoints (what continuous mode calls per changed object). Per object, in this order: the namespace,
+``--label-filter`` (on labels), ``--annotation-filter`` (on annotations), the ``controller`` annotation, the
+source's own filter (``--ingress-class``); then the host names (annotations and spec; ``--fqdn-template`` only
+when those give none, as ExternalDNS), the records, and the names that pass ``--domain-filter``/
+``--exclude-domains``.
+
+Endpoints leave here canonical: names lower-case A-labels without the trailing dot, targets in the one spelling
+:mod:`syncer.keys` stores (IPs normalised, host names lower-case without the dot, SRV as ``"prio weight port
+host"``); the plan and the writer use them as they are.
 
 Nothing in one object stops the others: a malformed object, a bad host name or target, or a template that cannot
 be rendered becomes a :class:`Skipped` entry (logged with structlog as ``record skipped``). A bad annotation that
@@ -23,34 +33,37 @@ from typing import Any
 import structlog
 
 from syncer.annotations import Annotations
-from syncer.config import KNOWN_SOURCES, SourceConfig
-from syncer.domains import DomainFilter
-from syncer.model import ClusterSnapshot, Skipped, SourceResult
-from syncer.selector import Selector, parse_selector
+from syncer.config import SourceConfig
+from syncer.model import KINDS, ClusterSnapshot, Endpoint, Skipped, SourceResult
+from syncer.sources import ingress, service
+from syncer.sources.base import Filters, Needs, Source
 from syncer.sources.index import ClusterIndex, as_map, str_map
-from syncer.sources.ingress import ingress_class_matches, ingress_hostnames, ingress_records
 from syncer.sources.records import ObjectRecords
-from syncer.sources.service import service_records
-from syncer.sources.template import FqdnTemplates, parse_templates
 
-__all__ = ["KNOWN_SOURCES", "collect"]
+__all__ = ["DEFAULT_SOURCES", "KNOWN_SOURCES", "SOURCES", "ClusterIndex", "Filters", "Needs", "Source", "collect",
+           "kinds_for_sources", "object_endpoints"]
+
+#: every source, by its ``--source`` name: one row each
+SOURCES: dict[str, Source] = {source.name: source for source in (service.SOURCE, ingress.SOURCE)}
+KNOWN_SOURCES = tuple(SOURCES)
+DEFAULT_SOURCES = tuple(name for name, source in SOURCES.items() if source.default)
 
 log = structlog.get_logger()
 
 
-class _Filters:
-    def __init__(self, config: SourceConfig) -> None:
-        unknown = [s for s in config.sources if s not in KNOWN_SOURCES]
-        if unknown:
-            raise ValueError(f"unknown source {unknown[0]!r} (known: {', '.join(KNOWN_SOURCES)})")
-        self.namespace = config.namespace or None
-        self.labels: Selector = parse_selector(config.label_filter or "")
-        self.annotations: Selector = parse_selector(config.annotation_filter or "")
-        self.domains = DomainFilter(tuple(config.domain_filter), tuple(config.exclude_domains))
-        self.templates: FqdnTemplates = parse_templates(config.fqdn_templates)
-        self.prefixes = tuple(config.annotation_prefixes)
-        self.ingress_classes = tuple(config.ingress_classes)
-        self.publish_internal = config.publish_internal_services
+def enabled(config: SourceConfig) -> list[Source]:
+    """The configured sources, in table order; :class:`ValueError` for an unknown name."""
+    names = config.sources or DEFAULT_SOURCES
+    unknown = [s for s in names if s not in SOURCES]
+    if unknown:
+        raise ValueError(f"unknown source {unknown[0]!r} (known: {', '.join(KNOWN_SOURCES)})")
+    return [source for name, source in SOURCES.items() if name in names]
+
+
+def kinds_for_sources(names: Iterable[str]) -> list[str]:
+    """Every kind the named sources read (each once, in the order of :data:`syncer.model.KINDS`)."""
+    wanted = {kind for name in names for kind in SOURCES[name].reads}
+    return [kind for kind in KINDS if kind in wanted]
 
 
 def _identity(kind: str, obj: Any) -> tuple[str, str | None]:
@@ -84,56 +97,47 @@ def _objects(objs: Iterable[Any]) -> list[Any]:
 def collect(snapshot: ClusterSnapshot, config: SourceConfig) -> SourceResult:
     """The endpoints the snapshot implies under ``config``; raises :class:`ValueError` only for a bad config
     (selector, template, unknown source), never for a bad object."""
-    filters = _Filters(config)
+    sources = enabled(config)
+    filters = Filters.of(config)
     result = SourceResult()
-    index: ClusterIndex | None = None
-    for source in dict.fromkeys(config.sources):
-        if source == "service":
-            index = index or ClusterIndex(snapshot)
-            for svc in _objects(snapshot.services):
-                _collect_one("service", svc, filters, result, index)
-        elif source == "ingress":
-            for ing in _objects(snapshot.ingresses):
-                _collect_one("ingress", ing, filters, result, None)
+    index = ClusterIndex(snapshot)
+    for source in sources:
+        for obj in _objects(getattr(snapshot, KINDS[source.kind].field)):
+            endpoints, skipped = object_endpoints(source, obj, filters, index)
+            result.endpoints.extend(endpoints)
+            result.skipped.extend(skipped)
     result.endpoints.sort(key=lambda e: (e.name, e.type, e.resource))
     return result
 
 
-def _collect_one(kind: str, obj: Any, f: _Filters, result: SourceResult, index: ClusterIndex | None) -> None:
-    resource, problem = _identity(kind, obj)
+def object_endpoints(source: Source, obj: Any, f: Filters, index: ClusterIndex
+                     ) -> tuple[list[Endpoint], list[Skipped]]:
+    """One object's endpoints (sorted) and skipped entries under the filters."""
+    resource, problem = _identity(source.kind.lower(), obj)
     if problem is not None:
-        result.skipped.append(Skipped(resource, "", f"malformed object: {problem}"))
         log.warning("record skipped", resource=resource, value="", reason=f"malformed object: {problem}")
-        return
+        return [], [Skipped(resource, "", f"malformed object: {problem}")]
     meta = obj["metadata"]
     namespace = meta.get("namespace") or "default"
     if f.namespace is not None and namespace != f.namespace:
-        return
+        return [], []
     raw_annotations = str_map(meta.get("annotations"))
     if not f.labels.empty and not f.labels.matches(str_map(meta.get("labels"))):
-        return
+        return [], []
     if not f.annotations.empty and not f.annotations.matches(raw_annotations):
-        return
+        return [], []
     ann = Annotations.read(raw_annotations, f.prefixes)
     if not ann.is_ours():
         log.debug("object skipped: controller annotation", resource=resource, controller=ann.get("controller"))
-        return
-    if kind == "ingress" and not ingress_class_matches(obj, f.ingress_classes):
-        return
+        return [], []
+    if not source.accepts(obj, f):
+        return [], []
 
     records = ObjectRecords(resource, group=ann.group())
     # Host names: (raw name, use the cluster IP) from annotations/spec, else from the templates.
-    raw_names: list[tuple[str, bool]]
-    warnings: list[tuple[str, str]] = []  # (value, reason): reported only when the object has names in scope
-    if kind == "service":
-        raw_names = [(h, False) for h in ann.hostnames()] + [(h, True) for h in ann.internal_hostnames()]
-    else:
-        ingress_names, source_warning = ingress_hostnames(obj, ann)
-        raw_names = [(h, False) for h in ingress_names]
-        if source_warning:
-            warnings.append((ann.get("ingress-hostname-source") or "", source_warning))
+    raw_names, warnings = source.hostnames(obj, ann)
     if not raw_names and f.templates:
-        names, errors = f.templates.render(obj, "Service" if kind == "service" else "Ingress")
+        names, errors = f.templates.render(obj, source.kind)
         for template, reason in errors:
             records.skip(template, f"fqdn-template: {reason}")
         raw_names = [(h, False) for h in names]
@@ -152,20 +156,17 @@ def _collect_one(kind: str, obj: Any, f: _Filters, result: SourceResult, index: 
     if hostnames:
         ttl, ttl_warning = ann.ttl()
         records.ttl = ttl
+        warnings = list(warnings)
         if ttl_warning:
             warnings.insert(0, (ann.get("ttl") or "", ttl_warning))
         for value, reason in warnings:
             records.warn(value, reason)
-        if kind == "service":
-            assert index is not None
-            service_records(obj, ann, hostnames, index, f.prefixes, f.publish_internal, records)
-        else:
-            ingress_records(obj, ann, [h for h, _ in hostnames], records)
+        source.records(obj, ann, hostnames, index, f, records)
 
-    result.skipped.extend(records.skipped)
+    endpoints = []
     for endpoint in records.endpoints():
         if f.domains.matches(endpoint.name):
-            result.endpoints.append(endpoint)
+            endpoints.append(endpoint)
         else:
             log.debug("record outside the domain filter", resource=resource, name=endpoint.name, type=endpoint.type)
-
+    return endpoints, records.skipped

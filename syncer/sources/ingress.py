@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from syncer.annotations import HOSTNAME_SOURCE_ANNOTATION_ONLY, HOSTNAME_SOURCE_DEFINED_HOSTS_ONLY, Annotations
-from syncer.sources.index import NO_LB_STATUS, as_list, as_map, load_balancer_targets, str_map
+from syncer.sources.base import Filters, HostNames, Source, Warnings
+from syncer.sources.index import NO_LB_STATUS, ClusterIndex, as_list, as_map, load_balancer_targets, str_map
 from syncer.sources.records import ObjectRecords
 
 INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
@@ -70,3 +71,21 @@ def ingress_records(ing: Mapping[str, Any], ann: Annotations, hostnames: list[st
         if not records.add(hostname, targets):
             records.skip(hostname, "no valid target")
             break
+
+
+def _hostnames(ing: Mapping[str, Any], ann: Annotations) -> tuple[HostNames, Warnings]:
+    names, warning = ingress_hostnames(ing, ann)
+    return [(h, False) for h in names], [(ann.get("ingress-hostname-source") or "", warning)] if warning else []
+
+
+def _records(ing: Mapping[str, Any], ann: Annotations, hostnames: HostNames, _index: ClusterIndex, _f: Filters,
+             records: ObjectRecords) -> None:
+    ingress_records(ing, ann, [h for h, _ in hostnames], records)
+
+
+def _accepts(ing: Mapping[str, Any], f: Filters) -> bool:
+    return ingress_class_matches(ing, f.ingress_classes)
+
+
+SOURCE = Source(name="ingress", kind="Ingress", reads=("Ingress",), hostnames=_hostnames, records=_records,
+                accepts=_accepts)

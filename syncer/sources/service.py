@@ -36,6 +36,7 @@ from syncer.annotations import (
     ENDPOINTS_TYPE_NODE_EXTERNAL_IP,
     Annotations,
 )
+from syncer.sources.base import NOTHING, Filters, HostNames, Needs, Source, Warnings
 from syncer.sources.index import (
     NO_LB_STATUS,
     ClusterIndex,
@@ -224,7 +225,7 @@ class ServiceContext:
             self.warn_once(str(self.ann.get("endpoints-type")), warning)
         publish_pod_ips = endpoints_type is None
         publish_not_ready = self.spec.get("publishNotReadyAddresses") is True
-        for eps in self.index.slices.get((self.namespace, self.name), ()):
+        for eps in self.index.slices_of(self.namespace, self.name):
             address_type = eps.get("addressType")
             for ep in as_list(eps.get("endpoints")):
                 ep = as_map(ep)
@@ -293,3 +294,29 @@ def service_records(
     ctx = ServiceContext(svc, ann, index, prefixes, publish_internal, records)
     for hostname, use_cluster_ip in hostnames:
         ctx.add_hostname(hostname, use_cluster_ip)
+
+
+def service_hostnames(svc: Mapping[str, Any], ann: Annotations) -> tuple[HostNames, Warnings]:
+    """The ``hostname`` annotation's names, then the ``internal-hostname`` ones (published with the cluster IP)."""
+    return [(h, False) for h in ann.hostnames()] + [(h, True) for h in ann.internal_hostnames()], []
+
+
+def _records(svc: Mapping[str, Any], ann: Annotations, hostnames: HostNames, index: ClusterIndex, f: Filters,
+             records: ObjectRecords) -> None:
+    service_records(svc, ann, hostnames, index, f.prefixes, f.publish_internal, records)
+
+
+def service_needs(svc: Mapping[str, Any]) -> Needs:
+    """NodePort: the Nodes (and with ``externalTrafficPolicy: Local`` the selected Pods, which say where it runs);
+    headless: its EndpointSlices, the selected Pods and the Nodes (``endpoints-type: NodeExternalIP``)."""
+    spec = as_map(svc.get("spec"))
+    selector = str_map(spec.get("selector"))
+    if spec.get("type") == "NodePort":
+        return Needs(nodes=True, pods=selector if spec.get("externalTrafficPolicy") == "Local" else None)
+    if (spec.get("type") or "ClusterIP") == "ClusterIP" and spec.get("clusterIP") == "None":
+        return Needs(nodes=True, pods=selector, slices=True)
+    return NOTHING
+
+
+SOURCE = Source(name="service", kind="Service", reads=("Service", "Node", "Pod", "EndpointSlice"),
+                hostnames=service_hostnames, records=_records, needs=service_needs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncer.cli import ContinuousModeError, UsageError, parse_config, run
+from syncer.cli import UsageError, parse_config, run
 
 BASE = ["--once", "--owner-id", "me", "--policy", "sync"]
 
@@ -85,12 +85,22 @@ def test_usage_errors_are_one_line_naming_the_flag(argv: list[str], env: dict[st
     assert "\n" not in str(info.value)
 
 
-def test_without_once_continuous_mode_is_refused_clearly(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(ContinuousModeError, match="continuous mode is not built yet"):
-        parse_config(["--owner-id", "me", "--policy", "sync"], env={})
-    assert run(["--owner-id", "me", "--policy", "sync"], env={}) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--once" in err
+def test_without_once_the_syncer_runs_continuously_with_its_own_flags() -> None:
+    cfg = parse_config(["--owner-id", "me", "--policy", "sync", "--http-listen", "[::1]:9000",
+                        "--resync-interval", "1m30s"], env={})
+    assert (cfg.once, cfg.http_listen, cfg.resync_interval) == (False, ("::1", 9000), 90.0)
+    cfg = parse_config(["--owner-id", "me", "--policy", "sync"], env={"DNSSYNC_RESYNC_INTERVAL": "0"})
+    assert (cfg.http_listen, cfg.resync_interval) == (("127.0.0.1", 8081), 0.0)
+
+
+@pytest.mark.parametrize(("argv", "names"), [
+    (["--http-listen", "8081"], "--http-listen: expected host:port"),
+    (["--resync-interval", "soon"], "--resync-interval: not a duration"),
+    (["--from-manifests", "-"], "--from-manifests -: stdin can't be watched"),
+])
+def test_continuous_usage_errors_name_the_flag(argv: list[str], names: str) -> None:
+    with pytest.raises(UsageError, match=names):
+        parse_config(["--owner-id", "me", "--policy", "sync", *argv], env={})
 
 
 def test_run_usage_error_prints_one_line_and_returns_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -176,7 +176,9 @@ def test_etcd_refusing_our_credentials_exits_1_with_one_line(own_etcd: LocalEtcd
     (("--once", "--owner-id", OWNER, "--from-manifests", EXAMPLES), "--policy is required"),
     ((*SYNC, "--from-manifests", "nope/"), "--from-manifests: nope/: no such file or directory"),
     ((*SYNC, "--kubeconfig", "/nonexistent/kubeconfig"), "--kubeconfig /nonexistent/kubeconfig"),
-    (("--owner-id", OWNER, "--policy", "sync"), "continuous mode is not built yet"),
+    (("--owner-id", OWNER, "--policy", "sync", "--from-manifests", "-"), "stdin can't be watched"),
+    (("--owner-id", OWNER, "--policy", "sync", "--http-listen", "192.0.2.1:8081"),
+     "--http-listen 192.0.2.1:8081: cannot listen"),
 ])
 def test_usage_errors_exit_2_with_one_line(args: tuple[str, ...], message: str) -> None:
     done = run_dnssync(*args)

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncer.kube.manifests import ManifestError, load
+from syncer.kube.manifests import ManifestError, load, manifest_files, parse_file
 
 SERVICE = """apiVersion: v1
 kind: Service
@@ -86,6 +86,41 @@ def test_timestamps_stay_strings_as_from_the_api(tmp_path: Path) -> None:
                                                                       "2026-01-02T03:04:05Z\n"))
     [svc] = load([str(tmp_path / "s.yaml")]).services
     assert svc["metadata"]["creationTimestamp"] == "2026-01-02T03:04:05Z"
+
+
+def test_one_file_parses_on_its_own_in_file_order(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text("kind: Node\nmetadata: {name: n1}\n---\n" + SERVICE
+                                     + "---\nkind: Ingress\nmetadata: {name: shop}\n---\nkind: ConfigMap\n"
+                                     "metadata: {name: ignored}\n")
+    assert names(parse_file(str(tmp_path / "m.yaml"))) == ["Node//n1", "Service/shop/web", "Ingress/default/shop"]
+    assert names(parse_file(str(tmp_path / "m.yaml"), namespace="shop")) == ["Node//n1", "Service/shop/web"]
+    assert names(parse_file("-", stdin=io.StringIO(SERVICE))) == ["Service/shop/web"]
+
+
+def test_parse_file_refuses_the_whole_file_naming_file_document_and_line(tmp_path: Path) -> None:
+    (tmp_path / "half.yaml").write_text(SERVICE + "---\nkind: Service\nmetadata:\n  name: api\n namespace: x\n")
+    with pytest.raises(ManifestError, match=r"^--from-manifests: .*half\.yaml: document 2, line 16: invalid YAML"):
+        parse_file(str(tmp_path / "half.yaml"))
+    with pytest.raises(ManifestError, match=r"nope\.yaml: cannot read"):
+        parse_file(str(tmp_path / "nope.yaml"))
+
+
+def test_hidden_files_and_folders_are_skipped_when_a_folder_is_expanded(tmp_path: Path) -> None:
+    """A ConfigMap volume: every key is a symlink into ``..data``, itself a symlink to a ``..<timestamp>`` folder."""
+    mount = tmp_path / "config"
+    stamp = mount / "..2026_01_02_03_04_05.000000001"
+    stamp.mkdir(parents=True)
+    (stamp / "web.yaml").write_text(SERVICE)
+    (mount / "..data").symlink_to(stamp.name)
+    (mount / "web.yaml").symlink_to("..data/web.yaml")
+    (mount / ".git").mkdir()
+    (mount / ".git" / "old.yaml").write_text(SERVICE)
+    (mount / ".web.yaml.swp").write_text(SERVICE)
+    (mount / "team").mkdir()
+    (mount / "team" / ".draft.yml").write_text(SERVICE)
+    assert manifest_files(str(mount)) == [str(mount / "web.yaml")]
+    assert names(load([str(mount)]).services) == ["Service/shop/web"]  # once, not three times
+    assert names(load([str(mount / ".web.yaml.swp")]).services) == ["Service/shop/web"]  # named on its own: read
 
 
 def test_a_missing_path_is_named(tmp_path: Path) -> None:

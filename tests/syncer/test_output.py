@@ -12,7 +12,7 @@ from tests.syncer.helpers import OWNER, ep, ours
 
 def sample():
     desired = [ep("new.example.org", "A", "10.0.0.2", "10.0.0.1", ttl=60),
-               ep("_web._tcp.new.example.org", "SRV", "0 50 30080 new.example.org."),
+               ep("_web._tcp.new.example.org", "SRV", "0 50 30080 new.example.org"),
                ep("moved.example.org", "A", "10.0.0.5", resource="ingress/default/moved")]
     current = [ours("moved.example.org", "A", "10.0.0.4", resource="ingress/default/moved"),
                ours("gone.example.org", "CNAME", "lb.example.net", resource="service/default/gone")]

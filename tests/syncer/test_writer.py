@@ -11,6 +11,7 @@ from syncer.etcd.writer import ApplyResult, Writer
 from syncer.keys import record_key
 from syncer.model import Endpoint
 from syncer.plan import Plan, calculate
+from syncer.sources.records import normalize_hostname
 from tests.syncer.helpers import OWNER, PREFIX, ep
 
 pytestmark = pytest.mark.timeout(30)
@@ -144,14 +145,16 @@ async def test_many_keys_at_one_name_are_written_and_read_back(etcd: EtcdClient)
     assert plan.changes == []
 
 
-async def test_a_replanned_name_keeps_endpoints_spelled_differently_from_the_plan(etcd: EtcdClient) -> None:
-    # The plan keys names by their normalised A-label spelling; the re-plan after a concurrent change must find
-    # the same endpoints under that spelling, or it would plan them away and delete our records.
-    await sync(etcd, [ep("bücher.example.org", "A", "10.0.0.1")])
-    desired = [ep("Bücher.Example.org.", "A", "10.0.0.1", "10.0.0.2")]
+async def test_a_replanned_idn_name_keeps_its_endpoints(etcd: EtcdClient) -> None:
+    # Endpoints come canonical from the sources (A-label names); the re-plan after a concurrent change must find
+    # them under that same spelling, or it would plan them away and delete our records.
+    name = normalize_hostname("Bücher.Example.org.")
+    assert name == "xn--bcher-kva.example.org"
+    await sync(etcd, [ep(name, "A", "10.0.0.1")])
+    desired = [ep(name, "A", "10.0.0.1", "10.0.0.2")]
     plan = calculate(desired, (await read_current(etcd, PREFIX)).records, OWNER, "sync")
-    key = record_key(PREFIX, "xn--bcher-kva.example.org", "A", "10.0.0.1")
+    key = record_key(PREFIX, name, "A", "10.0.0.1")
     await put(etcd, key, Record(host="10.0.0.1", targetstrip=1, owner=OWNER, resource="service/default/other"))
     result = await Writer(etcd, prefix=PREFIX, owner_id=OWNER, policy="sync").apply(plan.changes, desired)
-    assert result.replanned == ["xn--bcher-kva.example.org"] and result.failed == {}
+    assert result.replanned == [name] and result.failed == {}
     assert sorted(r.host for r in (await dump(etcd)).values()) == ["10.0.0.1", "10.0.0.2"]

@@ -1,0 +1,651 @@
+"""The one place that wires the syncer: :func:`run_once` and the continuous :class:`Controller` - the only module
+that knows both the cluster side (:mod:`syncer.kube`) and the etcd side (:mod:`syncer.etcd`), as ExternalDNS's
+``controller.go``.
+
+One step, :meth:`Reconciler.reconcile`, is shared by both modes: read every record under the prefix (paged, at one
+revision), plan the desired endpoints against them, print or log the plan, write it (unless ``--dry-run``).
+``--once`` lists the objects, runs that step and exits. Continuous mode:
+
+1. starts a reflector per kind the enabled sources read (or the folder watch for ``--from-manifests``) and the
+   etcd mirror of the prefix, and waits until every kind is listed and the mirror loaded;
+2. runs the step over the whole desired state (the first full sync; then ``/readyz`` is 200);
+3. then loops: object changes mark the objects they affect (:class:`syncer.desired.DesiredState`); after a short
+   coalescing window the marked objects are recomputed, and only the names whose desired records changed are
+   planned - against the mirror's in-memory copy of etcd - and written, one guarded transaction per name. A
+   change to one of our records in etcd by anybody else (the mirror sees it) marks that name too, so it is put
+   back (drift repair); foreign records are never touched, a foreign record at one of our names is a reported
+   conflict;
+4. every ``--resync-interval`` (and after the mirror had to reload) the full step runs again - the safety net; on
+   an unchanged cluster it writes nothing.
+
+Failures never lose changes and never delete anything because a read failed: the API or the folder unreachable ->
+the reflectors keep their last state and retry; etcd unreachable -> the names wait (one entry per name, the
+latest desired state wins when it is written) and are retried with backoff. SIGTERM/SIGINT: the transaction in
+flight is finished (at most a few seconds), the watches stopped, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import grpc
+import structlog
+from aetcd import exceptions as etcd_errors
+
+from skydns.etcd import EtcdClient
+from skydns.http import HealthServer
+from skydns.listwatch import ListWatch
+from skydns.mirror import EtcdMirror, MirrorMetrics
+from syncer import metrics
+from syncer.config import SyncConfig
+from syncer.current import CurrentRecords
+from syncer.desired import DesiredState
+from syncer.etcd.state import read_current
+from syncer.etcd.writer import ApplyResult, Writer
+from syncer.model import KINDS, ClusterSnapshot, Endpoint, Skipped
+from syncer.output import change_line, render
+from syncer.plan import Plan, calculate
+from syncer.retrying import Unavailable, budget, describe, retry_async
+from syncer.sources import Filters, collect, enabled, kinds_for_sources
+
+PROG = "dnssync"
+EXIT_OK, EXIT_SYNC_ERROR, EXIT_USAGE = 0, 1, 2
+COALESCE_SECONDS = 0.01  # events arriving together are planned together
+STOP_GRACE_SECONDS = 8.0  # how long a stop waits for the transaction in flight
+MIRROR_CATCH_UP_SECONDS = 1.0
+WRITE_BACKOFF = (0.2, 30.0)
+POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"  # completed pods never carry records
+log = structlog.get_logger("syncer.controller")
+
+
+class ConfigProblem(Exception):
+    """Bad configuration found while starting (a manifest, a kubeconfig): exit 2."""
+
+
+# -- the shared step --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reconciled:
+    plan: Plan
+    result: ApplyResult = field(default_factory=ApplyResult)
+
+
+class Reconciler:
+    """Plans and writes under one owner id and prefix."""
+
+    def __init__(self, config: SyncConfig, client: EtcdClient) -> None:
+        self.config = config
+        self.client = client
+        self.writer = Writer(
+            client,
+            prefix=config.prefix,
+            owner_id=config.owner_id,
+            policy=config.policy,
+            domain_filter=config.domain_filter,
+        )
+
+    def plan(self, endpoints: Sequence[Endpoint], current: Sequence[Any]) -> Plan:
+        config = self.config
+        plan = calculate(
+            list(endpoints), list(current), config.owner_id, config.policy, config.domain_filter, config.prefix
+        )
+        for warning in plan.warnings:
+            log.warning("conflict", message=warning)
+        for skip in plan.skipped:
+            log.warning("record skipped", resource=skip.resource, value=skip.value, reason=skip.reason)
+        if plan.conflicts:
+            metrics.CONFLICTS.inc(plan.conflicts)
+        return plan
+
+    async def reconcile(
+        self, endpoints: Sequence[Endpoint], skipped: Sequence[Skipped], out: TextIO | None
+    ) -> Reconciled:
+        """The full step; raises :class:`Unavailable` (and etcd client errors) when etcd can't be read or written."""
+        config = self.config
+        state = await retry_async(
+            lambda: read_current(self.client, config.prefix),
+            f"etcd at {','.join(config.etcd.endpoints)} (read of {config.prefix}/)",
+        )
+        for bad in state.malformed:
+            log.warning("unreadable_record_ignored", key=bad.key, reason=bad.reason)
+        plan = self.plan(endpoints, state.records)
+        if out is not None:
+            emit(render(plan, [*skipped, *plan.skipped], config.output), out)
+        log.info(
+            "plan",
+            create=plan.count("create"),
+            update=plan.count("update"),
+            delete=plan.count("delete"),
+            skipped=len(skipped) + len(plan.skipped),
+            current_records=len(state.records),
+            unreadable=len(state.malformed),
+            revision=state.revision,
+        )
+        done = Reconciled(plan)
+        if config.dry_run:
+            log.info("dry_run", message="dry run: nothing was written")
+            return done
+        if not plan.has_changes:
+            log.info("up_to_date", message="all records are already up to date")
+            return done
+        done.result = await self.write(plan, endpoints)
+        return done
+
+    async def write(self, plan: Plan, endpoints: Sequence[Endpoint]) -> ApplyResult:
+        result = await self.writer.apply(plan.changes, endpoints)
+        metrics.WRITES.labels("put").inc(result.puts)
+        metrics.WRITES.labels("delete").inc(result.deletes)
+        log.info(
+            "applied",
+            names=result.names,
+            puts=result.puts,
+            deletes=result.deletes,
+            replanned=len(result.replanned),
+            failed=len(result.failed),
+        )
+        return result
+
+
+def emit(text: str, out: TextIO) -> None:
+    """The plan to stdout; a reader that went away (``| head``) does not stop the sync."""
+    try:
+        print(text, file=out, flush=True)
+    except BrokenPipeError:
+        log.warning("stdout_closed", message="the plan could not be printed in full; the sync goes on")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, out.fileno())
+
+
+def fail(message: str) -> int:
+    log.error("sync_failed", error=message)
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    return EXIT_SYNC_ERROR
+
+
+def usage_error(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    return EXIT_USAGE
+
+
+def _log_config(config: SyncConfig) -> None:
+    log.info(
+        "config",
+        owner_id=config.owner_id,
+        policy=config.policy,
+        prefix=config.prefix,
+        etcd=",".join(config.etcd.endpoints),
+        dry_run=config.dry_run,
+        once=config.once,
+        objects_from=("manifests: " + ",".join(config.from_manifests))
+        if config.from_manifests
+        else (config.kubeconfig or "in-cluster config or ~/.kube/config"),
+        sources=",".join(s.name for s in enabled(config.sources)),
+        namespace=config.sources.namespace or "(all)",
+        domain_filter=",".join(config.sources.domain_filter) or "(all)",
+        exclude_domains=",".join(config.sources.exclude_domains) or "(none)",
+    )
+
+
+# -- --once -----------------------------------------------------------------------------------------------------
+
+
+async def load_snapshot(config: SyncConfig) -> ClusterSnapshot:
+    """The objects, from files (``--from-manifests``) or from the API server (one paged list per kind)."""
+    names = [s.name for s in enabled(config.sources)]
+    if config.from_manifests:
+        from syncer.kube.manifests import load
+
+        return load(config.from_manifests, namespace=config.sources.namespace)
+    from syncer.kube.api import KubeClient
+    from syncer.kube.reflector import list_snapshot
+
+    client = await KubeClient.create(config.kubeconfig)
+    try:
+        return await list_snapshot(
+            client,
+            kinds_for_sources(names),
+            namespace=config.sources.namespace,
+            label_selector=config.sources.label_filter,
+            annotation_prefixes=config.sources.annotation_prefixes,
+        )
+    finally:
+        await client.close()
+
+
+async def run_once(config: SyncConfig, out: TextIO | None = None) -> int:
+    """One sync: list, plan, print, write. Returns the exit code."""
+    from syncer.kube.api import KubeApiError, KubeConfigError
+    from syncer.kube.manifests import ManifestError
+
+    out = out or sys.stdout
+    try:
+        snapshot = await load_snapshot(config)
+    except (ManifestError, KubeConfigError) as exc:
+        return usage_error(str(exc))
+    except KubeApiError as exc:
+        return fail(str(exc))
+    _log_config(config)
+    try:
+        desired = collect(snapshot, config.sources)
+    except ValueError as exc:
+        return usage_error(str(exc))
+    log.info(
+        "sources",
+        objects=sum(len(getattr(snapshot, KINDS[s.kind].field)) for s in enabled(config.sources)),
+        endpoints=len(desired.endpoints),
+        skipped=len(desired.skipped),
+    )
+    client = EtcdClient(config.etcd)
+    endpoints = ",".join(config.etcd.endpoints)
+    try:
+        done = await Reconciler(config, client).reconcile(desired.endpoints, desired.skipped, out)
+        if done.result.failed:
+            names = sorted(done.result.failed)
+            return fail(
+                f"{len(names)} name(s) not synced, their records kept changing concurrently: "
+                f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
+            )
+        return EXIT_OK
+    except Unavailable as exc:
+        return fail(str(exc))
+    except (etcd_errors.ClientError, grpc.aio.AioRpcError) as exc:  # not an outage: refused credentials, ...
+        return fail(f"etcd at {endpoints}: {describe(exc)}")
+    finally:
+        await client.close()
+
+
+# -- continuous -------------------------------------------------------------------------------------------------
+
+
+def _utc(ts: str | None) -> float | None:
+    """Seconds since the ISO time ``ts`` (``...Z``), or None."""
+    if not ts:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (dt.datetime.now(dt.UTC) - when).total_seconds()
+
+
+class Controller:
+    """``await Controller(config).run()`` runs until :meth:`stop` (or SIGTERM/SIGINT with ``install_signals``)."""
+
+    def __init__(self, config: SyncConfig, out: TextIO | None = None) -> None:
+        self.config = config
+        self.out = out if out is not None else sys.stdout
+        self.sources = enabled(config.sources)
+        self.filters = Filters.of(config.sources)
+        self.desired = DesiredState(self.sources, self.filters)
+        self.records = CurrentRecords(config.prefix, on_change=self._records_changed)
+        self._mirror_client = EtcdClient(config.etcd)
+        self._writer_client = EtcdClient(config.etcd)
+        self.mirror = EtcdMirror(
+            self._mirror_client,
+            self.records,
+            config.prefix,
+            metrics=MirrorMetrics.of("dnssync", ready_name="dnssync_etcd_ready"),
+            backoff_max=5.0,
+        )
+        self.reconciler = Reconciler(config, self._writer_client)
+        self.watches: list[ListWatch] = []
+        self.http: HealthServer | None = None
+        self.synced = False  # the first full sync is written (or, dry run, planned)
+        self.stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._pending: dict[str, float] = {}  # name -> earliest change behind it
+        self._drift: set[str] = set()  # pending because etcd changed under us
+        self._full_requested = True
+        self._next_full = 0.0
+        self._etcd_failing_since: float | None = None  # monotonic
+        self._write_failures = 0
+        self._kube_client: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._busy = False  # planning or writing
+
+    # -- inputs -------------------------------------------------------------------------------------------------
+
+    def on_object_changes(self, changes: Sequence[Any]) -> None:
+        self.desired.apply(changes)
+        self._wake.set()
+
+    def _records_changed(self, names: set[str] | None) -> None:
+        if not self.synced:
+            return  # the first full sync reads etcd itself
+        if names is None:  # the mirror reloaded (compaction): something may have been missed
+            self._full_requested = True
+            self._wake.set()
+            return
+        now = time.monotonic()
+        owner = self.config.owner_id
+        for name in names:
+            if self.desired.wants(name) or self.records.owned_at(name, owner):
+                self._pending.setdefault(name, now)
+                self._drift.add(name)
+        if self._drift:
+            self._wake.set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._wake.set()
+
+    def idle(self) -> bool:
+        """Synced, nothing pending or being written, and the mirror has seen our last write (for tests and
+        tools: etcd holds the plan of the cluster as cached)."""
+        return (self.ready() and not self._busy and not self._pending and not self.desired.marked
+                and not self._full_requested and self.mirror.revision >= self.reconciler.writer.last_revision)
+
+    # -- probes -------------------------------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return self.synced and all(w.is_ready() for w in self.watches)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        problems: list[dict[str, Any]] = []
+        for watch in self.watches:
+            limit = getattr(watch, "inactivity_timeout", None)
+            if limit and watch.silent_for() > 2 * limit:
+                problems.append(
+                    {
+                        "watch": watch.what,
+                        "problem": "not heard from",
+                        "silent_seconds": round(watch.silent_for(), 1),
+                        "since": watch.down_since,
+                        "last_error": watch.last_error,
+                    }
+                )
+        retry = budget()
+        if self._etcd_failing_since is not None and time.monotonic() - self._etcd_failing_since > retry:
+            problems.append(
+                {
+                    "etcd": ",".join(self.config.etcd.endpoints),
+                    "problem": "writes failing",
+                    "seconds": round(time.monotonic() - self._etcd_failing_since, 1),
+                }
+            )
+        down = None if self.mirror.connected else _utc(self.mirror.down_since)
+        if down is not None and down > retry:
+            problems.append(
+                {
+                    "etcd": ",".join(self.config.etcd.endpoints),
+                    "problem": "unreachable",
+                    "since": self.mirror.down_since,
+                    "last_error": self.mirror.last_error,
+                }
+            )
+        details: dict[str, Any] = {
+            "ready": self.ready(),
+            "synced": self.synced,
+            "pending_names": len(self._pending) + self.desired.marked,
+            "watches": [{"what": w.what, **w.health()} for w in self.watches],
+            "etcd": self.mirror.health(),
+        }
+        if problems:
+            details["problems"] = problems
+        return not problems, details
+
+    # -- the process --------------------------------------------------------------------------------------------
+
+    def install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+
+    async def run(self) -> int:
+        """Serve probes, follow the cluster and etcd, keep the records in sync until stopped; the exit code."""
+        host, port = self.config.http_listen
+        self.http = HealthServer(host, port, self.ready, self.health)
+        try:
+            await self.http.start()
+        except OSError as exc:
+            return usage_error(f"--http-listen {host}:{port}: cannot listen: {exc.strerror or exc}")
+        try:
+            try:
+                self.watches = await self._open_watches()
+            except ConfigProblem as exc:
+                return usage_error(str(exc))
+            _log_config(self.config)
+            self._tasks = [asyncio.create_task(w.run(), name=f"watch {w.what}") for w in self.watches]
+            self._tasks.append(asyncio.create_task(self.mirror.run(), name="etcd mirror"))
+            loop = asyncio.create_task(self._loop(), name="sync loop")
+            stopped = asyncio.create_task(self.stopping.wait())
+            await asyncio.wait([loop, stopped, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in [*self._tasks, loop]:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    log.error(
+                        "task_failed", task=task.get_name(), error=repr(task.exception()), exc_info=task.exception()
+                    )
+            self.stop()
+            # Finish the transaction in flight (the loop checks `stopping` between steps), then stop the rest.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(loop), STOP_GRACE_SECONDS)
+            stopped.cancel()
+            for task in [loop, *self._tasks]:
+                task.cancel()
+            await asyncio.gather(loop, *self._tasks, stopped, return_exceptions=True)
+            log.info("stopped", pending_names=len(self._pending) + self.desired.marked)
+            return EXIT_OK
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        for closer in (self._mirror_client.close, self._writer_client.close):
+            with contextlib.suppress(Exception):
+                await closer()
+        if self._kube_client is not None:
+            with contextlib.suppress(Exception):
+                await self._kube_client.close()
+        if self.http is not None:
+            await self.http.close()
+
+    async def _open_watches(self) -> list[ListWatch]:
+        config = self.config
+        prefixes = config.sources.annotation_prefixes
+        if config.from_manifests:
+            from syncer.kube.folder import ManifestWatch
+
+            return [
+                ManifestWatch(
+                    config.from_manifests,
+                    namespace=config.sources.namespace,
+                    on_changes=self.on_object_changes,
+                    annotation_prefixes=prefixes,
+                )
+            ]
+        from syncer.kube.api import KubeClient, KubeConfigError
+        from syncer.kube.reflector import Reflector
+
+        try:
+            self._kube_client = await KubeClient.create(config.kubeconfig)
+        except KubeConfigError as exc:
+            raise ConfigProblem(str(exc)) from None
+        watches: list[ListWatch] = []
+        for kind in kinds_for_sources([s.name for s in self.sources]):
+            spec = KINDS[kind]
+            watches.append(
+                Reflector(
+                    self._kube_client,
+                    kind,
+                    namespace=config.sources.namespace if spec.namespaced else None,
+                    label_selector=config.sources.label_filter if spec.selectable else "",
+                    field_selector=POD_FIELD_SELECTOR if kind == "Pod" else "",
+                    on_changes=self.on_object_changes,
+                    annotation_prefixes=prefixes,
+                )
+            )
+        return watches
+
+    # -- the loop -----------------------------------------------------------------------------------------------
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` or until stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    async def _wait_ready(self) -> bool:
+        waits = [asyncio.create_task(w.ready.wait()) for w in [*self.watches, self.mirror]]
+        stop = asyncio.create_task(self.stopping.wait())
+        try:
+            while not all(t.done() for t in waits):
+                await asyncio.wait([*[t for t in waits if not t.done()], stop], return_when=asyncio.FIRST_COMPLETED)
+                if self.stopping.is_set():
+                    return False
+            return True
+        finally:
+            for task in [*waits, stop]:
+                task.cancel()
+
+    async def _loop(self) -> None:
+        if not await self._wait_ready():
+            return
+        log.info(
+            "caches_synced",
+            objects={w.what: len(getattr(w, "cache", ()) or ()) for w in self.watches},
+            etcd_revision=self.mirror.revision,
+        )
+        while not self.stopping.is_set():
+            if self._full_requested or (self.config.resync_interval and time.monotonic() >= self._next_full):
+                self._busy = True
+                try:
+                    await self._full_sync()
+                finally:
+                    self._busy = False
+                continue
+            if self._pending or self.desired.marked:
+                await self._sleep(COALESCE_SECONDS)
+                if self.stopping.is_set():
+                    break
+                self._busy = True
+                try:
+                    await self._flush()
+                finally:
+                    self._busy = False
+                continue
+            timeout = None
+            if self.config.resync_interval:
+                timeout = max(0.0, self._next_full - time.monotonic())
+            self._wake.clear()
+            if self._pending or self.desired.marked or self.stopping.is_set():
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _take(self) -> tuple[dict[str, float], set[str]]:
+        """The names to plan now: recompute the marked objects, add the names etcd changes marked."""
+        for name, received in self.desired.recompute().items():
+            if name not in self._pending or received < self._pending[name]:
+                self._pending[name] = received
+        batch, self._pending = self._pending, {}
+        drift, self._drift = self._drift & batch.keys(), self._drift - batch.keys()
+        metrics.PENDING_NAMES.set(0)
+        return batch, drift
+
+    def _requeue(self, batch: dict[str, float], drift: set[str]) -> None:
+        for name, received in batch.items():
+            if name not in self._pending or received < self._pending[name]:
+                self._pending[name] = received
+        self._drift |= drift
+        metrics.PENDING_NAMES.set(len(self._pending))
+
+    async def _write_failed(self, exc: BaseException, batch: dict[str, float], drift: set[str]) -> None:
+        self._requeue(batch, drift)
+        if self._etcd_failing_since is None:
+            self._etcd_failing_since = time.monotonic()
+        self._write_failures += 1
+        ceiling = min(WRITE_BACKOFF[1], WRITE_BACKOFF[0] * 2 ** (self._write_failures - 1))
+        delay = random.uniform(ceiling / 2, ceiling)
+        log.warning(
+            "write_failed_will_retry", error=describe(exc), pending_names=len(self._pending), retry_in=round(delay, 2)
+        )
+        await self._sleep(delay)
+
+    def _write_ok(self) -> None:
+        if self._etcd_failing_since is not None:
+            log.info("etcd_writable_again", pending_names=len(self._pending))
+        self._etcd_failing_since = None
+        self._write_failures = 0
+
+    async def _full_sync(self) -> None:
+        self._full_requested = False
+        batch, drift = self._take()
+        endpoints = self.desired.endpoints()
+        out = self.out if self.config.dry_run else None
+        try:
+            done = await self.reconciler.reconcile(endpoints, self.desired.skipped(), out)
+        except (Unavailable, etcd_errors.ClientError, grpc.aio.AioRpcError, OSError) as exc:
+            self._full_requested = True
+            await self._write_failed(exc, batch, drift)
+            return
+        self._write_ok()
+        self._committed(done.plan, done.result, batch, drift)
+        self._next_full = time.monotonic() + self.config.resync_interval
+        metrics.LAST_FULL_SYNC.set(time.time())
+        if not self.synced:
+            self.synced = True
+            log.info(
+                "ready",
+                message="every watched kind is listed and the first full sync is written",
+                records=len(endpoints),
+            )
+
+    async def _flush(self) -> None:
+        batch, drift = self._take()
+        if not batch:
+            return
+        if self.mirror.revision < self.reconciler.writer.last_revision:
+            with contextlib.suppress(TimeoutError):  # plan from what etcd holds, our last write included
+                await self.mirror.wait_revision(self.reconciler.writer.last_revision, MIRROR_CATCH_UP_SECONDS)
+        names = sorted(batch)
+        endpoints = self.desired.endpoints_at(names)
+        plan = self.reconciler.plan(endpoints, self.records.at(names))
+        if not plan.has_changes:
+            return
+        if self.config.dry_run:
+            emit("\n".join(change_line(c) for c in plan.changes), self.out)
+            return
+        try:
+            result = await self.reconciler.write(plan, endpoints)
+        except (Unavailable, etcd_errors.ClientError, grpc.aio.AioRpcError, OSError) as exc:
+            await self._write_failed(exc, batch, drift)
+            return
+        self._write_ok()
+        self._committed(plan, result, batch, drift)
+
+    def _committed(self, plan: Plan, result: ApplyResult, batch: dict[str, float], drift: set[str]) -> None:
+        """Log and measure each applied change; names that kept conflicting are planned again later."""
+        now = time.monotonic()
+        repaired: set[str] = set()
+        for change in plan.changes:
+            if change.name in result.failed or self.config.dry_run:
+                continue
+            received = batch.get(change.name)
+            ms = None if received is None else round((now - received) * 1000, 1)
+            if received is not None:
+                metrics.EVENT_TO_COMMIT.observe(now - received)
+            if change.name in drift:
+                repaired.add(change.name)
+            log.info(
+                "record_" + change.action + "d" if change.action != "update" else "record_updated",
+                name=change.name,
+                type=change.type,
+                targets=",".join(change.targets),
+                resource=change.resource,
+                event_to_commit_ms=ms,
+                drift_repair=change.name in drift,
+            )
+        if repaired:
+            metrics.DRIFT_REPAIRS.inc(len(repaired))
+        if result.failed:
+            self._requeue({n: batch.get(n, now) for n in result.failed}, set())
