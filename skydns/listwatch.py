@@ -11,9 +11,10 @@ One loop, four verbs, the same rules on both sides (the Go informer/Reflector an
   is raised by ``resume`` and the loop loads again - exactly one load per expiry, never a loop of them.
 
 Failures: a transient error (connection refused or cut, a timeout, a 5xx) is retried with jittered exponential
-backoff, 0.1 s doubling to ``backoff_max`` (30 s); a stream that was established and then broke resumes at once
-with a fresh backoff. ``retry_after(exc)`` lets a side honour a server's ``Retry-After`` (429). An error that is
-not transient (a bug, a store that raised) is logged as an error and repaired by a full reload after the
+backoff, 0.1 s doubling to ``backoff_max`` (30 s); a stream that was established, ran for at least a second and
+then broke resumes at once with a fresh backoff (one that breaks sooner is backed off: no hot loop against a
+server that accepts and drops). ``retry_after(exc)`` lets a side honour a server's ``Retry-After`` (429). An
+error that is not transient (a bug, a store that raised) is logged as an error and repaired by a full reload after the
 backoff. Cancellation always propagates. While the source is away the last good state stays in use;
 :meth:`ListWatch.health` says since when, and ``last_heard`` (``time.monotonic()``) tells how long the stream
 has been silent.
@@ -35,6 +36,7 @@ from typing import Any
 import structlog
 
 log = structlog.get_logger("skydns.listwatch")
+STEADY_SECONDS = 1.0  # a stream that broke sooner than this after opening is retried with backoff, not at once
 
 
 class Expired(Exception):
@@ -89,6 +91,7 @@ class ListWatch(ABC):
         self._need_load = True
         self._warned = False
         self._established = False
+        self._established_at = 0.0
 
     # -- what a side implements ---------------------------------------------------------------------------
 
@@ -124,8 +127,9 @@ class ListWatch(ABC):
     # -- what a side calls ----------------------------------------------------------------------------------
 
     def established(self) -> None:
-        """The stream is open: the source is reachable, the backoff starts afresh."""
+        """The stream is open: the source is reachable."""
         self._established = True
+        self._established_at = time.monotonic()
         self.heard()
         self.mark_up()
 
@@ -203,8 +207,9 @@ class ListWatch(ABC):
                 self.reloads += 1
             self._need_load = True  # never trust state a failed apply may have left half-done
         self.on_failure(exc)
-        if self._established and self.transient(exc):
-            self.backoff.reset()  # it was open and broke: resume at once
+        if self._established and self.transient(exc) and \
+                time.monotonic() - self._established_at >= STEADY_SECONDS:
+            self.backoff.reset()  # it was open for a while and broke: resume at once
             self.resumes += 1
             return
         delay = self.backoff.next()

@@ -34,7 +34,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -300,6 +300,8 @@ class Controller:
             backoff_max=5.0,
         )
         self.reconciler = Reconciler(config, self._writer_client)
+        self._own_revisions: set[int] = set()  # revisions of our writes the mirror has not seen yet
+        self.reconciler.writer.on_commit = self._committed_at
         self.watches: list[ListWatch] = []
         self.http: HealthServer | None = None
         self.synced = False  # the first full sync is written (or, dry run, planned)
@@ -319,9 +321,18 @@ class Controller:
 
     def on_object_changes(self, changes: Sequence[Any]) -> None:
         self.desired.apply(changes)
+        metrics.PENDING_NAMES.set(len(self._pending) + self.desired.marked)
         self._wake.set()
 
-    def _records_changed(self, names: set[str] | None) -> None:
+    def _committed_at(self, revision: int) -> None:
+        self._own_revisions.add(revision)
+        if len(self._own_revisions) > 10_000:  # the mirror missed them (a reload): forget the ones it passed
+            self._own_revisions = {r for r in self._own_revisions if r > self.mirror.revision}
+
+    def _records_changed(self, names: set[str] | None, revision: int) -> None:
+        if revision in self._own_revisions:
+            self._own_revisions.discard(revision)
+            return  # our own write coming back through the watch
         if not self.synced:
             return  # the first full sync reads etcd itself
         if names is None:  # the mirror reloaded (compaction): something may have been missed
@@ -392,6 +403,9 @@ class Controller:
             "watches": [{"what": w.what, **w.health()} for w in self.watches],
             "etcd": self.mirror.health(),
         }
+        denied = [w.what for w in self.watches if getattr(w, "forbidden", False)]
+        if denied:  # retried with backoff (RBAC may be fixed while we run); fails /healthz once silent too long
+            details["access_denied"] = denied
         if problems:
             details["problems"] = problems
         return not problems, details
@@ -422,11 +436,10 @@ class Controller:
             loop = asyncio.create_task(self._loop(), name="sync loop")
             stopped = asyncio.create_task(self.stopping.wait())
             await asyncio.wait([loop, stopped, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in [*self._tasks, loop]:
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    log.error(
-                        "task_failed", task=task.get_name(), error=repr(task.exception()), exc_info=task.exception()
-                    )
+            crashed = [t for t in [*self._tasks, loop] if t.done() and not t.cancelled() and t.exception()]
+            for task in crashed:
+                log.error("task_failed", task=task.get_name(), error=repr(task.exception()),
+                          exc_info=task.exception())
             self.stop()
             # Finish the transaction in flight (the loop checks `stopping` between steps), then stop the rest.
             with contextlib.suppress(TimeoutError):
@@ -436,7 +449,7 @@ class Controller:
                 task.cancel()
             await asyncio.gather(loop, *self._tasks, stopped, return_exceptions=True)
             log.info("stopped", pending_names=len(self._pending) + self.desired.marked)
-            return EXIT_OK
+            return EXIT_SYNC_ERROR if crashed else EXIT_OK
         finally:
             await self._close()
 
@@ -455,6 +468,13 @@ class Controller:
         prefixes = config.sources.annotation_prefixes
         if config.from_manifests:
             from syncer.kube.folder import ManifestWatch
+            from syncer.kube.manifests import ManifestError, manifest_files
+
+            for path in config.from_manifests:  # a typo is a usage error, not a source to wait for
+                try:
+                    manifest_files(path)
+                except ManifestError as exc:
+                    raise ConfigProblem(str(exc)) from None
 
             return [
                 ManifestWatch(
@@ -517,21 +537,13 @@ class Controller:
         )
         while not self.stopping.is_set():
             if self._full_requested or (self.config.resync_interval and time.monotonic() >= self._next_full):
-                self._busy = True
-                try:
-                    await self._full_sync()
-                finally:
-                    self._busy = False
+                await self._step(self._full_sync)
                 continue
             if self._pending or self.desired.marked:
                 await self._sleep(COALESCE_SECONDS)
                 if self.stopping.is_set():
                     break
-                self._busy = True
-                try:
-                    await self._flush()
-                finally:
-                    self._busy = False
+                await self._step(self._flush)
                 continue
             timeout = None
             if self.config.resync_interval:
@@ -541,6 +553,20 @@ class Controller:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _step(self, step: Callable[[], Awaitable[None]]) -> None:
+        """One flush or full sync. A bug must not stop the syncer nor lose changes: it is logged, and the
+        whole state is reconciled again after a backoff."""
+        self._busy = True
+        try:
+            await step()
+        except Exception as exc:
+            log.error("sync_step_failed", step=step.__name__, error=repr(exc), exc_info=exc)
+            self.desired.mark_all(time.monotonic())
+            self._full_requested = True
+            await self._sleep(self._next_backoff())
+        finally:
+            self._busy = False
 
     def _take(self) -> tuple[dict[str, float], set[str]]:
         """The names to plan now: recompute the marked objects, add the names etcd changes marked."""
@@ -560,16 +586,19 @@ class Controller:
         metrics.PENDING_NAMES.set(len(self._pending))
 
     async def _write_failed(self, exc: BaseException, batch: dict[str, float], drift: set[str]) -> None:
+        """etcd could not be read or written: the names wait (nothing is lost) and are retried after a backoff."""
         self._requeue(batch, drift)
         if self._etcd_failing_since is None:
             self._etcd_failing_since = time.monotonic()
+        delay = self._next_backoff()
+        log.warning("write_failed_will_retry", error=describe(exc), pending_names=len(self._pending),
+                    retry_in=round(delay, 2))
+        await self._sleep(delay)
+
+    def _next_backoff(self) -> float:
         self._write_failures += 1
         ceiling = min(WRITE_BACKOFF[1], WRITE_BACKOFF[0] * 2 ** (self._write_failures - 1))
-        delay = random.uniform(ceiling / 2, ceiling)
-        log.warning(
-            "write_failed_will_retry", error=describe(exc), pending_names=len(self._pending), retry_in=round(delay, 2)
-        )
-        await self._sleep(delay)
+        return random.uniform(ceiling / 2, ceiling)
 
     def _write_ok(self) -> None:
         if self._etcd_failing_since is not None:

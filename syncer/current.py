@@ -118,11 +118,11 @@ class CurrentRecords:
 
     ``replace(revision, changes)`` swaps in a whole load, ``apply(revision, changes)`` one etcd revision (changes
     carry ``key``, ``value`` - ``None`` for a delete - and ``mod_revision``). After either, ``on_change`` is called
-    with the names whose records changed (``None`` after a whole load: anything may have). Values that do not
-    decode are kept in ``malformed`` (key -> reason) and counted, never planned on.
+    with the names whose records changed (``None`` after a whole load: anything may have) and the revision.
+    Values that do not decode are kept in ``malformed`` (key -> reason) and counted, never planned on.
     """
 
-    def __init__(self, prefix: str, on_change: Callable[[set[str] | None], None] | None = None) -> None:
+    def __init__(self, prefix: str, on_change: Callable[[set[str] | None, int], None] | None = None) -> None:
         self.prefix = normalize_prefix(prefix)
         self.on_change = on_change
         self.revision = 0
@@ -136,7 +136,7 @@ class CurrentRecords:
             self._put(change)
         self.revision = revision
         if self.on_change is not None:
-            self.on_change(None)
+            self.on_change(None, revision)
 
     def apply(self, revision: int, changes: Sequence[Any]) -> None:
         names: set[str] = set()
@@ -150,7 +150,7 @@ class CurrentRecords:
                     names.add(new.name)
         self.revision = max(self.revision, revision)
         if names and self.on_change is not None:
-            self.on_change(names)
+            self.on_change(names, revision)
 
     def _put(self, change: Any) -> CurrentRecord | None:
         key = change.key

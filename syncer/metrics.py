@@ -16,3 +16,4 @@ CONFLICTS = Counter("dnssync_conflicts_total",
 DRIFT_REPAIRS = Counter("dnssync_drift_repairs_total", "Owned records put back after someone changed them in etcd")
 CACHED_OBJECTS = Gauge("dnssync_cached_objects", "Objects held in the projection caches, by kind", ["kind"])
 LAST_FULL_SYNC = Gauge("dnssync_last_full_sync_timestamp_seconds", "Unix time of the last full reconcile written")
+WATCH_RESTARTS = Counter("dnssync_watch_restarts_total", "Watches restarted by us, by kind and why", ["kind", "reason"])

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +111,7 @@ class Writer:
         self.attempts = attempts
         self.concurrency = concurrency
         self.last_revision = 0  # the newest revision a transaction of ours committed at
+        self.on_commit: Callable[[int], None] | None = None  # told the revision of every write of ours
 
     async def apply(self, changes: Sequence[Change], desired: Sequence[Endpoint]) -> ApplyResult:
         """Apply ``changes`` (from :func:`syncer.plan.calculate` over ``desired``), name by name, concurrently."""
@@ -206,6 +207,8 @@ class Writer:
             succeeded, revision, _ = await txn(self.client, compare, success)
             if succeeded:
                 self.last_revision = max(self.last_revision, revision)
+                if self.on_commit is not None:
+                    self.on_commit(revision)
             return succeeded
 
         return await retry_async(call, f"etcd transaction for {name}")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,16 +73,6 @@ class ApiStatusError(KubeApiError):
 
 class KubeProtocolError(KubeApiError):
     """The server sent something that is not the API's JSON (a truncated or garbled answer)."""
-
-
-def kinds_for_sources(sources: Iterable[str]) -> list[str]:
-    """The kinds the given ``--source`` values read (Services need Nodes, Pods and EndpointSlices too)."""
-    out: list[str] = []
-    if "service" in sources:
-        out += ["Service", "Node", "Pod", "EndpointSlice"]
-    if "ingress" in sources:
-        out.append("Ingress")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- configuration

@@ -26,16 +26,18 @@ follows file-system events (``watchfiles``, inotify on Linux), ``run()`` does bo
   whole watched folder) keeps its objects and is reported like a bad file until it is back: deleting records
   takes an edit, not an unmount. At start every path must exist (else :class:`ManifestPathMissing`, retried like
   an unreachable source).
-* **Atomic saves and swaps**: editors' and ``kubectl``'s save by rename (write a temporary file, ``os.replace``
-  it over) is one change. A Kubernetes ConfigMap/Secret volume (and git-sync) publishes by swapping a ``..data``
-  symlink to a new ``..<timestamp>`` folder; the events on those hidden names make the watch re-check the
-  folder's symlinked files (by ``stat``: a swapped file has a new inode). A watched path that is itself a
-  symlink, or lies under one (``/git/current/k8s``), is followed when the link is swapped: the watch re-arms on
-  the new target and re-checks everything. Not followed: edits to a symlinked file's target outside the watched
-  folders, made without touching the link.
+* **Atomic saves and swaps**: a save by rename (write a temporary file, ``os.replace`` it over, as editors and
+  most tools do) is one change, and a file renamed or moved within the watched folders is none. A Kubernetes
+  ConfigMap/Secret volume publishes by swapping its ``..data`` symlink to a new ``..<timestamp>`` folder; the
+  events on those hidden names make the watch re-check the folder's symlinked files (by ``stat``: a swapped file
+  has a new inode). A watched path that is itself a symlink, or lies under one (git-sync's ``/git/current/k8s``,
+  whose ``current`` link is swapped to a new worktree), is followed: the watch re-arms on the new target and
+  re-checks everything. Not followed: edits to a symlinked file's target outside the watched folders, made
+  without touching the link.
 * **No missed edits**: the watch is armed before the catch-up check that follows every (re)start, and a file
   checked by ``stat`` is re-read when its timestamps are within ``RACY_NS`` of the time it was last read, so an
-  edit in the same clock tick as a read is not lost. ``-`` (stdin) is read once and not watched (logged at info).
+  edit in the same clock tick as a read is not lost.
+* ``-`` (stdin) is read once, at the first load, and not watched (logged at info); the other paths are.
 * Files are often quiet for days and a watch has no keep-alives: :meth:`ManifestWatch.silent_for` is 0 while
   the watch is armed, and counts from the last event only while it is not.
 * Latency: ``watchfiles`` reports a batch once the folder has been quiet for ``step_ms`` (at most

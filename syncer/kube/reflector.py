@@ -54,7 +54,7 @@ from syncer.kube.api import (
 )
 from syncer.kube.changes import Key, Obj, ObjectChange, OnChanges
 from syncer.kube.projection import object_key, project, same
-from syncer.metrics import CACHED_OBJECTS, RELISTS, WATCH_EVENTS
+from syncer.metrics import CACHED_OBJECTS, RELISTS, WATCH_EVENTS, WATCH_RESTARTS
 from syncer.model import KINDS, ClusterSnapshot
 from syncer.retrying import budget, retry_policy
 
@@ -194,6 +194,7 @@ class Reflector(ListWatch):
             if not timer.expired():
                 raise
             self.inactivity_restarts += 1
+            WATCH_RESTARTS.labels(self.kind, "inactivity").inc()
             self.log.info("watch_inactive_restarting", silent_seconds=self.inactivity_timeout,
                           resource_version=self.resource_version)
             return False

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from syncer.kube.api import ApiStatusError, KubeApiError, KubeClient, KubeConfigError, kinds_for_sources
+from syncer.kube.api import ApiStatusError, KubeApiError, KubeClient, KubeConfigError
 from syncer.kube.reflector import list_snapshot
+from syncer.sources import kinds_for_sources
 from tests.fakekube import FakeKubeServer
 
 pytestmark = pytest.mark.timeout(30)
