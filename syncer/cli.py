@@ -36,6 +36,7 @@ from skydns import logs
 from skydns.etcd import EtcdConfigError, EtcdSettings
 from skydns.names import normalize_prefix
 from skydns.settings import parse_bool, parse_duration, parse_hostport
+from skydns.views import check_view_name
 from syncer.config import ANNOTATION_PREFIXES, SourceConfig, SyncConfig
 from syncer.plan import POLICIES
 from syncer.sources import DEFAULT_SOURCES, KNOWN_SOURCES
@@ -106,6 +107,9 @@ FLAGS = (
          "hostname, e.g. '{{.Name}}.{{.Namespace}}.example.org'", metavar="TEMPLATE"),
     Flag(("--http-listen",), "str", "continuous mode: /healthz, /readyz and /metrics on host:port or [v6]:port",
          default="127.0.0.1:8081", metavar="ADDR"),
+    Flag(("--publish-view",), "list", "also write each Service host name's in-cluster address (ClusterIP; headless: "
+         "ready pod IPs) into this split-horizon view, for dnssync-resolver --view; repeatable", default=(),
+         metavar="NAME"),
     Flag(("--resync-interval",), "str", "continuous mode: a full reconcile this often (e.g. 10m; 0 = off)",
          default="10m", metavar="DURATION"),
     Flag(("--log-format",), "str", "log format (stderr)", choices=("text", "json"), default="text"),
@@ -208,6 +212,12 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         resync = parse_duration(values["resync_interval"])
     except ValueError as exc:
         raise UsageError(f"--resync-interval: {exc}") from None
+    views = _split_list(values["publish_view"])
+    for view in views:
+        try:
+            check_view_name(view)
+        except ValueError as exc:
+            raise UsageError(f"--publish-view: {exc}") from None
     once = bool(values["once"])
     if not once and "-" in values["from_manifests"]:
         raise UsageError("--from-manifests -: stdin can't be watched; use --once, or name files or folders")
@@ -215,7 +225,7 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
                       kubeconfig=values["kubeconfig"], from_manifests=tuple(values["from_manifests"]),
                       owner_id=values["owner_id"], policy=values["policy"], prefix=prefix, etcd=etcd,
                       sources=sources, log_format=values["log_format"], log_level=values["log_level"],
-                      http_listen=http_listen, resync_interval=resync)
+                      http_listen=http_listen, resync_interval=resync, publish_views=tuple(dict.fromkeys(views)))
 
 
 def _check_selector(flag: str, text: str) -> None:

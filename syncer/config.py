@@ -41,6 +41,7 @@ class SyncConfig:
     log_level: str = "info"
     http_listen: tuple[str, int] = ("127.0.0.1", 8081)
     resync_interval: float = 600.0  # seconds; 0: no periodic full reconcile
+    publish_views: tuple[str, ...] = ()  # --publish-view: views that get each Service's in-cluster addresses
 
     @property
     def domain_filter(self) -> DomainFilter:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import random
@@ -46,6 +47,7 @@ from skydns.etcd import EtcdClient
 from skydns.http import HealthServer
 from skydns.listwatch import ListWatch
 from skydns.mirror import EtcdMirror, MirrorMetrics
+from skydns.views import view_prefix
 from syncer import metrics
 from syncer.config import SyncConfig
 from syncer.current import CurrentRecords
@@ -251,12 +253,19 @@ async def run_once(config: SyncConfig, out: TextIO | None = None) -> int:
     endpoints = ",".join(config.etcd.endpoints)
     try:
         done = await Reconciler(config, client).reconcile(desired.endpoints, desired.skipped, out)
-        if done.result.failed:
-            names = sorted(done.result.failed)
-            return fail(
-                f"{len(names)} name(s) not synced, their records kept changing concurrently: "
-                f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
-            )
+        failed = set(done.result.failed)
+        for view in config.publish_views:  # each view's in-cluster records, under its own prefix
+            inside = collect(snapshot, config.sources, view=True)
+            if config.output == "text":
+                emit(f"view {view}:", out)
+            view_config = dataclasses.replace(config, prefix=view_prefix(view))
+            done = await Reconciler(view_config, client).reconcile(
+                inside.endpoints, inside.skipped, out if config.output == "text" else None)
+            failed |= set(done.result.failed)
+        if failed:
+            names = sorted(failed)
+            return fail(f"{len(names)} name(s) not synced, their records kept changing concurrently: "
+                        f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
         return EXIT_OK
     except Unavailable as exc:
         return fail(str(exc))
@@ -280,49 +289,35 @@ def _utc(ts: str | None) -> float | None:
     return (dt.datetime.now(dt.UTC) - when).total_seconds()
 
 
-class Controller:
-    """``await Controller(config).run()`` runs until :meth:`stop` (or SIGTERM/SIGINT with ``install_signals``)."""
+class Target:
+    """One prefix the syncer keeps in sync - the main SkyDNS prefix, or a view's (``--publish-view``): its desired
+    state, its etcd mirror, its writer, and the names waiting to be planned there."""
 
-    def __init__(self, config: SyncConfig, out: TextIO | None = None) -> None:
-        self.config = config
-        self.out = out if out is not None else sys.stdout
-        self.sources = enabled(config.sources)
-        self.filters = Filters.of(config.sources)
-        self.desired = DesiredState(self.sources, self.filters)
+    def __init__(self, label: str, config: SyncConfig, filters: Filters, sources: Sequence[Any],
+                 wake: Callable[[], None], metrics_namespace: str) -> None:
+        self.label = label  # "main" or "view <name>"
+        self.config = config  # with this target's prefix
+        self._wake = wake
+        self.desired = DesiredState(sources, filters)
         self.records = CurrentRecords(config.prefix, on_change=self._records_changed)
         self._mirror_client = EtcdClient(config.etcd)
         self._writer_client = EtcdClient(config.etcd)
-        self.mirror = EtcdMirror(
-            self._mirror_client,
-            self.records,
-            config.prefix,
-            metrics=MirrorMetrics.of("dnssync", ready_name="dnssync_etcd_ready"),
-            backoff_max=5.0,
-        )
+        self.mirror = EtcdMirror(self._mirror_client, self.records, config.prefix, backoff_max=5.0,
+                                 metrics=MirrorMetrics.of(metrics_namespace,
+                                                          ready_name=f"{metrics_namespace}_etcd_ready"))
         self.reconciler = Reconciler(config, self._writer_client)
-        self._own_revisions: set[int] = set()  # revisions of our writes the mirror has not seen yet
         self.reconciler.writer.on_commit = self._committed_at
-        self.watches: list[ListWatch] = []
-        self.http: HealthServer | None = None
         self.synced = False  # the first full sync is written (or, dry run, planned)
-        self.stopping = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._pending: dict[str, float] = {}  # name -> earliest change behind it
+        self.busy = False  # planning or writing
+        self.full_requested = True
+        self.next_full = 0.0
+        self.pending: dict[str, float] = {}  # name -> earliest change behind it
         self._drift: set[str] = set()  # pending because etcd changed under us
-        self._full_requested = True
-        self._next_full = 0.0
-        self._etcd_failing_since: float | None = None  # monotonic
-        self._write_failures = 0
-        self._kube_client: Any = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._busy = False  # planning or writing
+        self._own_revisions: set[int] = set()  # revisions of our writes the mirror has not seen yet
+        self.etcd_failing_since: float | None = None  # monotonic
+        self.write_failures = 0
 
     # -- inputs -------------------------------------------------------------------------------------------------
-
-    def on_object_changes(self, changes: Sequence[Any]) -> None:
-        self.desired.apply(changes)
-        metrics.PENDING_NAMES.set(len(self._pending) + self.desired.marked)
-        self._wake.set()
 
     def _committed_at(self, revision: int) -> None:
         self._own_revisions.add(revision)
@@ -336,73 +331,224 @@ class Controller:
         if not self.synced:
             return  # the first full sync reads etcd itself
         if names is None:  # the mirror reloaded (compaction): something may have been missed
-            self._full_requested = True
-            self._wake.set()
+            self.full_requested = True
+            self._wake()
             return
         now = time.monotonic()
         owner = self.config.owner_id
         for name in names:
             if self.desired.wants(name) or self.records.owned_at(name, owner):
-                self._pending.setdefault(name, now)
+                self.pending.setdefault(name, now)
                 self._drift.add(name)
         if self._drift:
-            self._wake.set()
+            self._wake()
+
+    # -- state --------------------------------------------------------------------------------------------------
+
+    @property
+    def waiting(self) -> int:
+        """Names and objects waiting to be planned."""
+        return len(self.pending) + self.desired.marked
+
+    def has_work(self) -> bool:
+        return bool(self.pending or self.desired.marked)
+
+    def full_due(self) -> bool:
+        return self.full_requested or bool(self.config.resync_interval and time.monotonic() >= self.next_full)
+
+    def idle(self) -> bool:
+        return (self.synced and not self.busy and not self.has_work() and not self.full_requested
+                and self.mirror.revision >= self.reconciler.writer.last_revision)
+
+    def problems(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        retry = budget()
+        endpoints = ",".join(self.config.etcd.endpoints)
+        if self.etcd_failing_since is not None and time.monotonic() - self.etcd_failing_since > retry:
+            out.append({"etcd": endpoints, "target": self.label, "problem": "writes failing",
+                        "seconds": round(time.monotonic() - self.etcd_failing_since, 1)})
+        down = None if self.mirror.connected else _utc(self.mirror.down_since)
+        if down is not None and down > retry:
+            out.append({"etcd": endpoints, "target": self.label, "problem": "unreachable",
+                        "since": self.mirror.down_since, "last_error": self.mirror.last_error})
+        return out
+
+    async def close(self) -> None:
+        for closer in (self._mirror_client.close, self._writer_client.close):
+            with contextlib.suppress(Exception):
+                await closer()
+
+    # -- steps --------------------------------------------------------------------------------------------------
+
+    def _take(self) -> tuple[dict[str, float], set[str]]:
+        """The names to plan now: recompute the marked objects, add the names etcd changes marked."""
+        for name, received in self.desired.recompute().items():
+            if name not in self.pending or received < self.pending[name]:
+                self.pending[name] = received
+        batch, self.pending = self.pending, {}
+        drift, self._drift = self._drift & batch.keys(), self._drift - batch.keys()
+        return batch, drift
+
+    def _requeue(self, batch: dict[str, float], drift: set[str]) -> None:
+        for name, received in batch.items():
+            if name not in self.pending or received < self.pending[name]:
+                self.pending[name] = received
+        self._drift |= drift
+
+    def _write_failed(self, exc: BaseException, batch: dict[str, float], drift: set[str]) -> None:
+        """etcd could not be read or written: the names wait (nothing is lost) and are retried after a backoff."""
+        self._requeue(batch, drift)
+        if self.etcd_failing_since is None:
+            self.etcd_failing_since = time.monotonic()
+        self.write_failures += 1
+        log.warning("write_failed_will_retry", target=self.label, error=describe(exc), pending_names=self.waiting,
+                    attempt=self.write_failures)
+
+    def _write_ok(self) -> None:
+        if self.etcd_failing_since is not None:
+            log.info("etcd_writable_again", target=self.label, pending_names=self.waiting)
+        self.etcd_failing_since = None
+        self.write_failures = 0
+
+    async def full_sync(self, out: TextIO) -> bool:
+        """The shared reconcile step over everything this target wants; False when etcd failed."""
+        self.full_requested = False
+        batch, drift = self._take()
+        endpoints = self.desired.endpoints()
+        try:
+            done = await self.reconciler.reconcile(endpoints, self.desired.skipped(),
+                                                   out if self.config.dry_run else None)
+        except (Unavailable, etcd_errors.ClientError, grpc.aio.AioRpcError, OSError) as exc:
+            self.full_requested = True
+            self._write_failed(exc, batch, drift)
+            return False
+        self._write_ok()
+        self._committed(done.plan, done.result, batch, drift)
+        self.next_full = time.monotonic() + self.config.resync_interval
+        if not self.synced:
+            self.synced = True
+            log.info("first_sync_written", target=self.label, records=len(endpoints))
+        return True
+
+    async def flush(self, out: TextIO) -> bool:
+        """Plan and write the waiting names against the mirror's copy of etcd; False when etcd failed."""
+        batch, drift = self._take()
+        if not batch:
+            return True
+        writer = self.reconciler.writer
+        if self.mirror.revision < writer.last_revision:
+            with contextlib.suppress(TimeoutError):  # plan from what etcd holds, our last write included
+                await self.mirror.wait_revision(writer.last_revision, MIRROR_CATCH_UP_SECONDS)
+        names = sorted(batch)
+        endpoints = self.desired.endpoints_at(names)
+        plan = self.reconciler.plan(endpoints, self.records.at(names))
+        if not plan.has_changes:
+            return True
+        if self.config.dry_run:
+            emit("\n".join(change_line(c) for c in plan.changes), out)
+            return True
+        try:
+            result = await self.reconciler.write(plan, endpoints)
+        except (Unavailable, etcd_errors.ClientError, grpc.aio.AioRpcError, OSError) as exc:
+            self._write_failed(exc, batch, drift)
+            return False
+        self._write_ok()
+        self._committed(plan, result, batch, drift)
+        return True
+
+    def _committed(self, plan: Plan, result: ApplyResult, batch: dict[str, float], drift: set[str]) -> None:
+        """Log and measure each applied change; names that kept conflicting are planned again later."""
+        if self.config.dry_run:
+            return
+        now = time.monotonic()
+        repaired: set[str] = set()
+        for change in plan.changes:
+            if change.name in result.failed:
+                continue
+            received = batch.get(change.name)
+            if received is not None:
+                metrics.EVENT_TO_COMMIT.observe(now - received)
+            if change.name in drift:
+                repaired.add(change.name)
+            log.info(f"record_{change.action}d", target=self.label, name=change.name, type=change.type,
+                     targets=",".join(change.targets), resource=change.resource,
+                     event_to_commit_ms=None if received is None else round((now - received) * 1000, 1),
+                     drift_repair=change.name in drift)
+        if repaired:
+            metrics.DRIFT_REPAIRS.inc(len(repaired))
+        if result.failed:
+            self._requeue({n: batch.get(n, now) for n in result.failed}, set())
+
+
+class Controller:
+    """``await Controller(config).run()`` runs until :meth:`stop` (or SIGTERM/SIGINT with ``install_signals``)."""
+
+    def __init__(self, config: SyncConfig, out: TextIO | None = None) -> None:
+        self.config = config
+        self.out = out if out is not None else sys.stdout
+        self.sources = enabled(config.sources)
+        filters = Filters.of(config.sources)
+        self.stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self.main = Target("main", config, filters, self.sources, self._wake.set, "dnssync")
+        self.targets = [self.main]
+        for view in config.publish_views:
+            self.targets.append(Target(f"view {view}", dataclasses.replace(config, prefix=view_prefix(view)),
+                                       dataclasses.replace(filters, view=True), self.sources, self._wake.set,
+                                       "dnssync_view_" + view.replace("-", "_")))
+        self.mirror = self.main.mirror
+        self.watches: list[ListWatch] = []
+        self.http: HealthServer | None = None
+        self._kube_client: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failures = 0
+        self._announced = False
+
+    # -- inputs -------------------------------------------------------------------------------------------------
+
+    def on_object_changes(self, changes: Sequence[Any]) -> None:
+        for target in self.targets:
+            target.desired.apply(changes)
+        metrics.PENDING_NAMES.set(self._waiting())
+        self._wake.set()
 
     def stop(self) -> None:
         self.stopping.set()
         self._wake.set()
 
-    def idle(self) -> bool:
-        """Synced, nothing pending or being written, and the mirror has seen our last write (for tests and
-        tools: etcd holds the plan of the cluster as cached)."""
-        return (self.ready() and not self._busy and not self._pending and not self.desired.marked
-                and not self._full_requested and self.mirror.revision >= self.reconciler.writer.last_revision)
+    def _waiting(self) -> int:
+        return sum(t.waiting for t in self.targets)
 
     # -- probes -------------------------------------------------------------------------------------------------
 
+    @property
+    def synced(self) -> bool:
+        return all(t.synced for t in self.targets)
+
     def ready(self) -> bool:
         return self.synced and all(w.is_ready() for w in self.watches)
+
+    def idle(self) -> bool:
+        """Synced, nothing waiting or being written, and each mirror has seen our last write (for tests and tools:
+        etcd holds the plan of the cluster as cached)."""
+        return self.ready() and all(t.idle() for t in self.targets)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         problems: list[dict[str, Any]] = []
         for watch in self.watches:
             limit = getattr(watch, "inactivity_timeout", None)
             if limit and watch.silent_for() > 2 * limit:
-                problems.append(
-                    {
-                        "watch": watch.what,
-                        "problem": "not heard from",
-                        "silent_seconds": round(watch.silent_for(), 1),
-                        "since": watch.down_since,
-                        "last_error": watch.last_error,
-                    }
-                )
-        retry = budget()
-        if self._etcd_failing_since is not None and time.monotonic() - self._etcd_failing_since > retry:
-            problems.append(
-                {
-                    "etcd": ",".join(self.config.etcd.endpoints),
-                    "problem": "writes failing",
-                    "seconds": round(time.monotonic() - self._etcd_failing_since, 1),
-                }
-            )
-        down = None if self.mirror.connected else _utc(self.mirror.down_since)
-        if down is not None and down > retry:
-            problems.append(
-                {
-                    "etcd": ",".join(self.config.etcd.endpoints),
-                    "problem": "unreachable",
-                    "since": self.mirror.down_since,
-                    "last_error": self.mirror.last_error,
-                }
-            )
+                problems.append({"watch": watch.what, "problem": "not heard from",
+                                 "silent_seconds": round(watch.silent_for(), 1), "since": watch.down_since,
+                                 "last_error": watch.last_error})
+        for target in self.targets:
+            problems.extend(target.problems())
         details: dict[str, Any] = {
-            "ready": self.ready(),
-            "synced": self.synced,
-            "pending_names": len(self._pending) + self.desired.marked,
-            "watches": [{"what": w.what, **w.health()} for w in self.watches],
-            "etcd": self.mirror.health(),
+            "ready": self.ready(), "synced": self.synced, "pending_names": self._waiting(),
+            "watches": [{"what": w.what, **w.health()} for w in self.watches], "etcd": self.main.mirror.health(),
         }
+        if len(self.targets) > 1:
+            details["views"] = {t.label: t.mirror.health() for t in self.targets[1:]}
         denied = [w.what for w in self.watches if getattr(w, "forbidden", False)]
         if denied:  # retried with backoff (RBAC may be fixed while we run); fails /healthz once silent too long
             details["access_denied"] = denied
@@ -432,7 +578,7 @@ class Controller:
                 return usage_error(str(exc))
             _log_config(self.config)
             self._tasks = [asyncio.create_task(w.run(), name=f"watch {w.what}") for w in self.watches]
-            self._tasks.append(asyncio.create_task(self.mirror.run(), name="etcd mirror"))
+            self._tasks += [asyncio.create_task(t.mirror.run(), name=f"etcd mirror {t.label}") for t in self.targets]
             loop = asyncio.create_task(self._loop(), name="sync loop")
             stopped = asyncio.create_task(self.stopping.wait())
             await asyncio.wait([loop, stopped, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -448,15 +594,14 @@ class Controller:
             for task in [loop, *self._tasks]:
                 task.cancel()
             await asyncio.gather(loop, *self._tasks, stopped, return_exceptions=True)
-            log.info("stopped", pending_names=len(self._pending) + self.desired.marked)
+            log.info("stopped", pending_names=self._waiting())
             return EXIT_SYNC_ERROR if crashed else EXIT_OK
         finally:
             await self._close()
 
     async def _close(self) -> None:
-        for closer in (self._mirror_client.close, self._writer_client.close):
-            with contextlib.suppress(Exception):
-                await closer()
+        for target in self.targets:
+            await target.close()
         if self._kube_client is not None:
             with contextlib.suppress(Exception):
                 await self._kube_client.close()
@@ -475,15 +620,8 @@ class Controller:
                     manifest_files(path)
                 except ManifestError as exc:
                     raise ConfigProblem(str(exc)) from None
-
-            return [
-                ManifestWatch(
-                    config.from_manifests,
-                    namespace=config.sources.namespace,
-                    on_changes=self.on_object_changes,
-                    annotation_prefixes=prefixes,
-                )
-            ]
+            return [ManifestWatch(config.from_manifests, namespace=config.sources.namespace,
+                                  on_changes=self.on_object_changes, annotation_prefixes=prefixes)]
         from syncer.kube.api import KubeClient, KubeConfigError
         from syncer.kube.reflector import Reflector
 
@@ -494,17 +632,11 @@ class Controller:
         watches: list[ListWatch] = []
         for kind in kinds_for_sources([s.name for s in self.sources]):
             spec = KINDS[kind]
-            watches.append(
-                Reflector(
-                    self._kube_client,
-                    kind,
-                    namespace=config.sources.namespace if spec.namespaced else None,
-                    label_selector=config.sources.label_filter if spec.selectable else "",
-                    field_selector=POD_FIELD_SELECTOR if kind == "Pod" else "",
-                    on_changes=self.on_object_changes,
-                    annotation_prefixes=prefixes,
-                )
-            )
+            watches.append(Reflector(
+                self._kube_client, kind, namespace=config.sources.namespace if spec.namespaced else None,
+                label_selector=config.sources.label_filter if spec.selectable else "",
+                field_selector=POD_FIELD_SELECTOR if kind == "Pod" else "", on_changes=self.on_object_changes,
+                annotation_prefixes=prefixes))
         return watches
 
     # -- the loop -----------------------------------------------------------------------------------------------
@@ -515,7 +647,7 @@ class Controller:
             await asyncio.wait_for(self.stopping.wait(), seconds)
 
     async def _wait_ready(self) -> bool:
-        waits = [asyncio.create_task(w.ready.wait()) for w in [*self.watches, self.mirror]]
+        waits = [asyncio.create_task(w.ready.wait()) for w in [*self.watches, *(t.mirror for t in self.targets)]]
         stop = asyncio.create_task(self.stopping.wait())
         try:
             while not all(t.done() for t in waits):
@@ -530,151 +662,56 @@ class Controller:
     async def _loop(self) -> None:
         if not await self._wait_ready():
             return
-        log.info(
-            "caches_synced",
-            objects={w.what: len(getattr(w, "cache", ()) or ()) for w in self.watches},
-            etcd_revision=self.mirror.revision,
-        )
+        log.info("caches_synced", objects={w.what: len(getattr(w, "cache", ()) or ()) for w in self.watches},
+                 etcd_revision=self.main.mirror.revision)
         while not self.stopping.is_set():
-            if self._full_requested or (self.config.resync_interval and time.monotonic() >= self._next_full):
-                await self._step(self._full_sync)
+            due = [t for t in self.targets if t.full_due()]
+            if due:
+                await self._step(due, Target.full_sync)
+                if self.synced and all(t.synced for t in due):
+                    metrics.LAST_FULL_SYNC.set(time.time())
                 continue
-            if self._pending or self.desired.marked:
+            if any(t.has_work() for t in self.targets):
                 await self._sleep(COALESCE_SECONDS)
                 if self.stopping.is_set():
                     break
-                await self._step(self._flush)
+                await self._step([t for t in self.targets if t.has_work()], Target.flush)
                 continue
             timeout = None
             if self.config.resync_interval:
-                timeout = max(0.0, self._next_full - time.monotonic())
+                timeout = max(0.0, min(t.next_full for t in self.targets) - time.monotonic())
             self._wake.clear()
-            if self._pending or self.desired.marked or self.stopping.is_set():
+            if any(t.has_work() for t in self.targets) or self.stopping.is_set():
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    async def _step(self, step: Callable[[], Awaitable[None]]) -> None:
-        """One flush or full sync. A bug must not stop the syncer nor lose changes: it is logged, and the
-        whole state is reconciled again after a backoff."""
-        self._busy = True
-        try:
-            await step()
-        except Exception as exc:
-            log.error("sync_step_failed", step=step.__name__, error=repr(exc), exc_info=exc)
-            self.desired.mark_all(time.monotonic())
-            self._full_requested = True
-            await self._sleep(self._next_backoff())
-        finally:
-            self._busy = False
-
-    def _take(self) -> tuple[dict[str, float], set[str]]:
-        """The names to plan now: recompute the marked objects, add the names etcd changes marked."""
-        for name, received in self.desired.recompute().items():
-            if name not in self._pending or received < self._pending[name]:
-                self._pending[name] = received
-        batch, self._pending = self._pending, {}
-        drift, self._drift = self._drift & batch.keys(), self._drift - batch.keys()
-        metrics.PENDING_NAMES.set(0)
-        return batch, drift
-
-    def _requeue(self, batch: dict[str, float], drift: set[str]) -> None:
-        for name, received in batch.items():
-            if name not in self._pending or received < self._pending[name]:
-                self._pending[name] = received
-        self._drift |= drift
-        metrics.PENDING_NAMES.set(len(self._pending))
-
-    async def _write_failed(self, exc: BaseException, batch: dict[str, float], drift: set[str]) -> None:
-        """etcd could not be read or written: the names wait (nothing is lost) and are retried after a backoff."""
-        self._requeue(batch, drift)
-        if self._etcd_failing_since is None:
-            self._etcd_failing_since = time.monotonic()
-        delay = self._next_backoff()
-        log.warning("write_failed_will_retry", error=describe(exc), pending_names=len(self._pending),
-                    retry_in=round(delay, 2))
-        await self._sleep(delay)
-
-    def _next_backoff(self) -> float:
-        self._write_failures += 1
-        ceiling = min(WRITE_BACKOFF[1], WRITE_BACKOFF[0] * 2 ** (self._write_failures - 1))
-        return random.uniform(ceiling / 2, ceiling)
-
-    def _write_ok(self) -> None:
-        if self._etcd_failing_since is not None:
-            log.info("etcd_writable_again", pending_names=len(self._pending))
-        self._etcd_failing_since = None
-        self._write_failures = 0
-
-    async def _full_sync(self) -> None:
-        self._full_requested = False
-        batch, drift = self._take()
-        endpoints = self.desired.endpoints()
-        out = self.out if self.config.dry_run else None
-        try:
-            done = await self.reconciler.reconcile(endpoints, self.desired.skipped(), out)
-        except (Unavailable, etcd_errors.ClientError, grpc.aio.AioRpcError, OSError) as exc:
-            self._full_requested = True
-            await self._write_failed(exc, batch, drift)
+    async def _step(self, targets: list[Target], step: Callable[[Target, TextIO], Awaitable[bool]]) -> None:
+        """One flush or full sync of each target. etcd failing backs off (the names wait); a bug must not stop
+        the syncer nor lose changes: it is logged, and everything is reconciled again after the backoff."""
+        ok = True
+        for target in targets:
+            target.busy = True
+            try:
+                ok = await step(target, self.out) and ok
+            except Exception as exc:
+                log.error("sync_step_failed", target=target.label, step=step.__name__, error=repr(exc),
+                          exc_info=exc)
+                target.desired.mark_all(time.monotonic())
+                target.full_requested = True
+                ok = False
+            finally:
+                target.busy = False
+        metrics.PENDING_NAMES.set(self._waiting())
+        if ok:
+            self._failures = 0
+            if not self.ready() or not all(t.synced for t in self.targets):
+                return
+            if self._announced:
+                return
+            self._announced = True
+            log.info("ready", message="every watched kind is listed and the first full sync is written")
             return
-        self._write_ok()
-        self._committed(done.plan, done.result, batch, drift)
-        self._next_full = time.monotonic() + self.config.resync_interval
-        metrics.LAST_FULL_SYNC.set(time.time())
-        if not self.synced:
-            self.synced = True
-            log.info(
-                "ready",
-                message="every watched kind is listed and the first full sync is written",
-                records=len(endpoints),
-            )
-
-    async def _flush(self) -> None:
-        batch, drift = self._take()
-        if not batch:
-            return
-        if self.mirror.revision < self.reconciler.writer.last_revision:
-            with contextlib.suppress(TimeoutError):  # plan from what etcd holds, our last write included
-                await self.mirror.wait_revision(self.reconciler.writer.last_revision, MIRROR_CATCH_UP_SECONDS)
-        names = sorted(batch)
-        endpoints = self.desired.endpoints_at(names)
-        plan = self.reconciler.plan(endpoints, self.records.at(names))
-        if not plan.has_changes:
-            return
-        if self.config.dry_run:
-            emit("\n".join(change_line(c) for c in plan.changes), self.out)
-            return
-        try:
-            result = await self.reconciler.write(plan, endpoints)
-        except (Unavailable, etcd_errors.ClientError, grpc.aio.AioRpcError, OSError) as exc:
-            await self._write_failed(exc, batch, drift)
-            return
-        self._write_ok()
-        self._committed(plan, result, batch, drift)
-
-    def _committed(self, plan: Plan, result: ApplyResult, batch: dict[str, float], drift: set[str]) -> None:
-        """Log and measure each applied change; names that kept conflicting are planned again later."""
-        now = time.monotonic()
-        repaired: set[str] = set()
-        for change in plan.changes:
-            if change.name in result.failed or self.config.dry_run:
-                continue
-            received = batch.get(change.name)
-            ms = None if received is None else round((now - received) * 1000, 1)
-            if received is not None:
-                metrics.EVENT_TO_COMMIT.observe(now - received)
-            if change.name in drift:
-                repaired.add(change.name)
-            log.info(
-                "record_" + change.action + "d" if change.action != "update" else "record_updated",
-                name=change.name,
-                type=change.type,
-                targets=",".join(change.targets),
-                resource=change.resource,
-                event_to_commit_ms=ms,
-                drift_repair=change.name in drift,
-            )
-        if repaired:
-            metrics.DRIFT_REPAIRS.inc(len(repaired))
-        if result.failed:
-            self._requeue({n: batch.get(n, now) for n in result.failed}, set())
+        self._failures += 1
+        ceiling = min(WRITE_BACKOFF[1], WRITE_BACKOFF[0] * 2 ** (self._failures - 1))
+        await self._sleep(random.uniform(ceiling / 2, ceiling))

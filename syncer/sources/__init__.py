@@ -27,6 +27,7 @@ Merging endpoints of several objects and resolving conflicts is the plan's job.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -94,11 +95,12 @@ def _objects(objs: Iterable[Any]) -> list[Any]:
     return sorted(objs, key=_sort_key)
 
 
-def collect(snapshot: ClusterSnapshot, config: SourceConfig) -> SourceResult:
-    """The endpoints the snapshot implies under ``config``; raises :class:`ValueError` only for a bad config
-    (selector, template, unknown source), never for a bad object."""
+def collect(snapshot: ClusterSnapshot, config: SourceConfig, *, view: bool = False) -> SourceResult:
+    """The endpoints the snapshot implies under ``config`` (``view``: the in-cluster records a
+    ``--publish-view`` view gets); raises :class:`ValueError` only for a bad config (selector, template, unknown
+    source), never for a bad object."""
     sources = enabled(config)
-    filters = Filters.of(config)
+    filters = dataclasses.replace(Filters.of(config), view=view)
     result = SourceResult()
     index = ClusterIndex(snapshot)
     for source in sources:
@@ -132,6 +134,9 @@ def object_endpoints(source: Source, obj: Any, f: Filters, index: ClusterIndex
         return [], []
     if not source.accepts(obj, f):
         return [], []
+    write = source.view_records if f.view else source.records
+    if write is None:
+        return [], []
 
     records = ObjectRecords(resource, group=ann.group())
     # Host names: (raw name, use the cluster IP) from annotations/spec, else from the templates.
@@ -161,7 +166,7 @@ def object_endpoints(source: Source, obj: Any, f: Filters, index: ClusterIndex
             warnings.insert(0, (ann.get("ttl") or "", ttl_warning))
         for value, reason in warnings:
             records.warn(value, reason)
-        source.records(obj, ann, hostnames, index, f, records)
+        write(obj, ann, hostnames, index, f, records)
 
     endpoints = []
     for endpoint in records.endpoints():

@@ -1,8 +1,10 @@
 """What every source is made of: its row in the table of sources, the filters it runs under, what it depends on.
 
-A :class:`Source` names the kind it turns into records and every kind it reads, and gives four functions:
+A :class:`Source` names the kind it turns into records and every kind it reads, and gives its functions:
 ``hostnames`` (the raw host names of an object, and warnings to report with them), ``records`` (the records of
-the normalised host names), ``accepts`` (a filter of its own, such as ``--ingress-class``) and ``needs``
+the normalised host names), ``view_records`` (the same names' in-cluster records, for ``--publish-view``; absent
+when the source publishes nothing into views), ``accepts`` (a filter of its own, such as ``--ingress-class``) and
+``needs``
 (:class:`Needs`: which Nodes, Pods and EndpointSlices the object's records are computed from, so that a change of
 one of those recomputes exactly the objects that read it). Pure, no I/O.
 """
@@ -38,6 +40,7 @@ class Filters:
     prefixes: tuple[str, ...]
     ingress_classes: tuple[str, ...]
     publish_internal: bool
+    view: bool = False  # computing a view's records (--publish-view): each source's in-cluster addresses
 
     @classmethod
     def of(cls, config: SourceConfig) -> Filters:
@@ -79,3 +82,6 @@ class Source:
     accepts: Callable[[Obj, Filters], bool] = field(default=_always)
     needs: Callable[[Obj], Needs] = field(default=_no_needs)
     default: bool = True  # enabled when no --source is given
+    #: a view's records (``--publish-view``): the addresses clients inside the cluster should use; None: the
+    #: source publishes nothing into views (those clients fall back to the main records)
+    view_records: Callable[[Obj, Annotations, HostNames, ClusterIndex, Filters, ObjectRecords], None] | None = None

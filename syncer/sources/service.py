@@ -22,6 +22,10 @@ For every host name (``hostname`` annotation, ``internal-hostname`` annotation, 
    pod's targets, ``<pod spec.hostname>.<hostname>`` that pod's.
 
 A host name that ends up with no target is reported as skipped, with the reason.
+
+In a view (``--publish-view``), every host name (``hostname`` and ``internal-hostname`` alike) gets the records
+clients inside the cluster should use: ``spec.clusterIP``; a headless service's pod records as above; nothing
+for an ExternalName service (the view falls back to the main records, the same CNAME). No SRV records.
 """
 
 from __future__ import annotations
@@ -126,6 +130,20 @@ class ServiceContext:
             records.add(hostname, targets)
         else:
             records.skip(hostname, why_none)
+
+    def add_view_hostname(self, hostname: str) -> None:
+        """The in-cluster records of a host name (``--publish-view``): the cluster IP, or a headless service's
+        ready pod IPs (and per-pod names); an ExternalName service gets none (its CNAME is the same inside)."""
+        if self.type == "ExternalName":
+            return
+        if self.cluster_ip == "None":
+            self._add_headless(hostname)
+            return
+        targets, why_none = self._cluster_ip_targets()
+        if targets:
+            self.records.add(hostname, targets)
+        else:
+            self.records.skip(hostname, why_none)
 
     # ---- target extraction ---------------------------------------------------------------------------------
     def _cluster_ip_targets(self) -> tuple[list[str], str]:
@@ -318,5 +336,12 @@ def service_needs(svc: Mapping[str, Any]) -> Needs:
     return NOTHING
 
 
+def _view_records(svc: Mapping[str, Any], ann: Annotations, hostnames: HostNames, index: ClusterIndex, f: Filters,
+                  records: ObjectRecords) -> None:
+    ctx = ServiceContext(svc, ann, index, f.prefixes, f.publish_internal, records)
+    for hostname, _ in hostnames:
+        ctx.add_view_hostname(hostname)
+
+
 SOURCE = Source(name="service", kind="Service", reads=("Service", "Node", "Pod", "EndpointSlice"),
-                hostnames=service_hostnames, records=_records, needs=service_needs)
+                hostnames=service_hostnames, records=_records, needs=service_needs, view_records=_view_records)

@@ -419,3 +419,48 @@ async def settle(kube: FakeKubeServer, ctl: Controller, etcd: EtcdClient) -> Non
 async def _raw(etcd: EtcdClient) -> dict[bytes, bytes]:
     _, kvs = await read_prefix(etcd, b"/skydns/")
     return {kv.key: kv.value for kv in kvs}
+
+
+async def view_answers(client: EtcdClient, view: str) -> dict[str, list[str]]:
+    _, kvs = await read_prefix(client, f"/dnssync/views/{view}/".encode())
+    out: dict[str, list[str]] = {}
+    for kv in kvs:
+        value = json.loads(kv.value)
+        assert value["owner"] == OWNER
+        name = ".".join(reversed(kv.key.decode().split("/")[4:-1]))
+        out.setdefault(name, []).append(value["host"])
+    return {name: sorted(hosts) for name, hosts in sorted(out.items())}
+
+
+async def test_a_published_view_gets_the_cluster_ips_and_follows_the_service(
+        etcd: EtcdClient, etcd_server: LocalEtcd, tmp_path: Path) -> None:
+    with FakeKubeServer() as kube:
+        kube.apply(service("web", annotations=hostname("web.example.org"), cluster_ip="10.96.0.7",
+                           lb=[{"ip": "203.0.113.7"}]))
+        kube.apply(service("docs", type="ExternalName", annotations=hostname("docs.example.org"), cluster_ip=None,
+                           externalName="docs.example.net"))
+        config = config_for(kube, etcd_server.endpoint, tmp_path, "--publish-view", "inside")
+        async with running(config):
+            assert await answers(etcd) == {"docs.example.org": ["docs.example.net"],
+                                           "web.example.org": ["203.0.113.7"]}
+            assert await view_answers(etcd, "inside") == {"web.example.org": ["10.96.0.7"]}
+
+            async def view_is(want: dict[str, list[str]]) -> bool:
+                return await view_answers(etcd, "inside") == want
+
+            kube.apply(service("web", annotations=hostname("web.example.org"), cluster_ip="10.96.0.8",
+                               lb=[{"ip": "203.0.113.7"}]))
+            await eventually(lambda: view_is({"web.example.org": ["10.96.0.8"]}), "the view following the service")
+            kube.delete("Service", "web")
+            await eventually(lambda: view_is({}), "the view record deleted with the service")
+            assert await answers(etcd) == {"docs.example.org": ["docs.example.net"]}
+    (tmp_path / "api.json").write_text(json.dumps(service("api", annotations=hostname("api.example.org"),
+                                                          cluster_ip="10.96.0.9", lb=[{"ip": "203.0.113.9"}])))
+    once = parse_config(["--once", "--owner-id", OWNER, "--policy", "sync", "--from-manifests",
+                         str(tmp_path / "api.json"), "--publish-view", "inside",
+                         "--etcd-endpoints", etcd_server.endpoint], env={})
+    out = io.StringIO()
+    assert await run_once(once, out=out) == 0
+    assert "view inside:\n+ api.example.org A 10.96.0.9" in out.getvalue()
+    assert await view_answers(etcd, "inside") == {"api.example.org": ["10.96.0.9"]}
+    assert await answers(etcd) == {"api.example.org": ["203.0.113.9"]}
