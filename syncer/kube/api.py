@@ -4,8 +4,10 @@ Configuration (:func:`load_configuration`): ``--kubeconfig PATH``; else the in-c
 ``$KUBECONFIG`` (its first file) or ``~/.kube/config``. A config that can't be loaded raises
 :class:`KubeConfigError` with one line naming where it looked (exit 2).
 
-:class:`KubeClient` uses the client's generated ``*_without_preload_content`` methods only for the URL, the
-query parameters and the credentials; it reads the aiohttp response itself and never builds model classes:
+:class:`KubeClient` builds each request with the client's ``ApiClient.param_serialize`` (its credentials, token
+refresh and TLS) and sends it with ``call_api`` - not through the generated API methods, whose argument
+validation is built on first use at a cost of about a second per method - and reads the aiohttp response itself;
+it never builds model classes:
 
 * ``list_page`` is one page of a LIST (``limit`` + ``continue``), decoded as a plain dict in the API's JSON
   shape (the items carry no ``kind``/``apiVersion``, as the server sends them);
@@ -38,19 +40,27 @@ from kubernetes.aio import client as k8s
 from kubernetes.aio import config as k8s_config
 from kubernetes.aio.config.config_exception import ConfigException
 
+from syncer.model import KINDS
+
 PAGE = 500
 REQUEST_TIMEOUT = 60.0  # one list page, connection included
 
 Obj = dict[str, Any]
 
-# kind -> (API group class, all-namespaces method, namespaced method or None for cluster-scoped kinds)
-_METHODS: dict[str, tuple[str, str, str | None]] = {
-    "Service": ("CoreV1Api", "list_service_for_all_namespaces", "list_namespaced_service"),
-    "Pod": ("CoreV1Api", "list_pod_for_all_namespaces", "list_namespaced_pod"),
-    "Node": ("CoreV1Api", "list_node", None),
-    "Ingress": ("NetworkingV1Api", "list_ingress_for_all_namespaces", "list_namespaced_ingress"),
-    "EndpointSlice": ("DiscoveryV1Api", "list_endpoint_slice_for_all_namespaces", "list_namespaced_endpoint_slice"),
-}
+# list/watch parameters as the API spells them
+_QUERY_NAMES = {"allow_watch_bookmarks": "allowWatchBookmarks", "_continue": "continue",
+                "field_selector": "fieldSelector", "label_selector": "labelSelector", "limit": "limit",
+                "resource_version": "resourceVersion", "timeout_seconds": "timeoutSeconds", "watch": "watch"}
+
+
+def resource_path(kind: str, namespace: str | None) -> str:
+    """``/api/v1/services``, ``/apis/networking.k8s.io/v1/namespaces/ns/ingresses``: the list/watch URL path."""
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise ValueError(f"unknown kind {kind!r}; known: {sorted(KINDS)}")
+    base = "/api/v1" if spec.api_version == "v1" else f"/apis/{spec.api_version}"
+    scope = f"/namespaces/{namespace}" if namespace and spec.namespaced else ""
+    return f"{base}{scope}/{spec.field}"
 
 
 class KubeConfigError(ValueError):
@@ -261,7 +271,6 @@ class KubeClient:
         self.server: str = configuration.host
         self.request_timeout = request_timeout
         self.api_client = k8s.ApiClient(configuration)
-        self._apis: dict[str, Any] = {}
 
     @classmethod
     async def create(cls, kubeconfig: str | None = None, *, request_timeout: float = REQUEST_TIMEOUT) -> KubeClient:
@@ -276,23 +285,17 @@ class KubeClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _method(self, kind: str, namespace: str | None) -> Callable[..., Awaitable[aiohttp.ClientResponse]]:
-        if kind not in _METHODS:
-            raise ValueError(f"unknown kind {kind!r}; known: {sorted(_METHODS)}")
-        group, all_namespaces, namespaced = _METHODS[kind]
-        api = self._apis.get(group)
-        if api is None:
-            api = self._apis[group] = getattr(k8s, group)(self.api_client)
-        if namespace and namespaced:
-            call = getattr(api, f"{namespaced}_without_preload_content")
-            return lambda **kw: call(namespace, **kw)
-        method: Callable[..., Awaitable[aiohttp.ClientResponse]]
-        method = getattr(api, f"{all_namespaces}_without_preload_content")
-        return method
-
     async def _send(self, kind: str, namespace: str | None, timeout: float, **params: Any) -> aiohttp.ClientResponse:
-        query = {k: v for k, v in params.items() if v not in (None, "")}
-        return await self._method(kind, namespace)(**query, _request_timeout=float(timeout))
+        """One GET through the client's own configuration, auth and HTTP session (its request signing and token
+        refresh), but not its generated API methods: their argument validation is built on first use and costs
+        about a second per method at start-up, for nothing a list or watch needs."""
+        query = [(_QUERY_NAMES[k], v) for k, v in params.items() if v not in (None, "")]
+        method, url, headers, body, post = await self.api_client.param_serialize(
+            method="GET", resource_path=resource_path(kind, namespace), query_params=query,
+            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+        response = await self.api_client.call_api(method, url, headers, body, post, _request_timeout=float(timeout),
+                                                  _preload_content=False)
+        return response.response
 
     async def list_page(self, kind: str, namespace: str | None = None, *, label_selector: str = "",
                         field_selector: str = "", limit: int = PAGE, continue_token: str | None = None) -> Obj:
