@@ -15,15 +15,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The outside DNS clients the interop tests check against (dig, kdig). Best effort: installed with apt when
-# missing and we are root; without them those tests skip and say why.
+# The outside DNS software the interop tests run against: the clients dig and kdig, and the recursive resolvers
+# BIND (named), Unbound and Knot Resolver (kresd) that tests/resolver/test_recursors.py starts on loopback.
+# Best effort: what is missing is installed with apt when we are root; without it those tests skip and say why.
+# Installing starts no service: a policy-rc.d that denies every start is in place during the install (one is
+# written and removed again when the system has none), and where systemd runs the new services are disabled.
+TOOLS := dig:dnsutils kdig:knot-dnsutils named:bind9 unbound:unbound kresd:knot-resolver
+
 tools:
-	@if ! command -v dig >/dev/null || ! command -v kdig >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get update -qq && apt-get install -y -qq dnsutils knot-dnsutils >/dev/null) \
-	      || echo "note: could not install dig/kdig; interop tests will skip"; \
-	  else echo "note: dig/kdig not installed; interop tests will skip"; fi; \
-	fi
+	@PATH="$$PATH:/usr/sbin:/sbin"; missing=""; \
+	for tool in $(TOOLS); do command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "note: not installed:$$missing (needs root and apt-get); the tests that use them will skip"; exit 0; fi; \
+	policy=/usr/sbin/policy-rc.d; own_policy=""; \
+	if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' >$$policy && chmod 755 $$policy && own_policy=1; fi; \
+	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  $$missing >/dev/null) || echo "note: could not install$$missing; the tests that use them will skip"; \
+	if [ -n "$$own_policy" ]; then rm -f $$policy; fi; \
+	services=""; for pkg in $$missing; do case $$pkg in \
+	  bind9) services="$$services named";; unbound) services="$$services unbound unbound-resolvconf";; \
+	  knot-resolver) services="$$services kresd.target kresd@1 kres-cache-gc";; esac; done; \
+	if [ -n "$$services" ] && [ -d /run/systemd/system ]; then \
+	  systemctl disable --now $$services >/dev/null 2>&1 || true; fi
 
 lint: venv
 	$(BIN)/ruff check skydns resolver syncer devtools tests bench

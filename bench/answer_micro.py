@@ -1,18 +1,29 @@
 """Micro-benchmark of the answer side, in one process: Answerer.respond on cache hits and misses for 10,000
 names, Store.apply of one key, and Store.replace of 100,000 records (time and RSS). Prints a table.
 
+With ``--forward`` in front (resolver.forward): forwarded answers served from the forward cache (10,000 names
+outside the zone, cached as an upstream would have answered them: no upstream is asked), beside authoritative
+hits through the same Forwarder, and authoritative hits through the query log (``--log-queries``, past its rate).
+
     .venv/bin/python bench/answer_micro.py
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import resource
 import time
+from collections.abc import Callable
 
 import dns.message
+import dns.rrset
+import structlog
 
 from resolver.answers import Answerer
+from resolver.forward import Forwarder, Upstreams
+from resolver.forward_cache import entry_from_response, parse_question
+from resolver.querylog import QueryLog
 from resolver.store import Store
 from skydns.changes import KeyChange
 
@@ -40,6 +51,51 @@ def _queries(n: int) -> list[bytes]:
         q = dns.message.make_query(f"svc{i}.bench.test.", "A")
         out.append(q.to_wire())
     return out
+
+
+def _rate(respond: Callable[..., object], queries: list[bytes], rounds: int, client: tuple[str, int]) -> str:
+    """Responses per second of ``respond(q, tcp=False, client=client)`` (as DnsServer calls it with a client)."""
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        for q in queries:
+            respond(q, tcp=False, client=client)
+    return f"{rounds * len(queries) / (time.perf_counter() - t0):,.0f} responses/s"
+
+
+def _direct(answerer: Answerer) -> Callable[..., object]:
+    """The answerer as a responder given the client address (what the server calls without any wrapper)."""
+    def respond(query: bytes, *, tcp: bool, client: object = None) -> object:
+        return answerer.respond(query, tcp=tcp)
+    return respond
+
+
+def _forward_rows(answerer: Answerer, queries: list[bytes], spellings: list[bytes],
+                  rounds: int) -> list[tuple[str, str]]:
+    forwarder = Forwarder(answerer.respond, Upstreams([("127.0.0.1", 9)]), [ZONE], ["127.0.0.0/8"])
+    client = ("127.0.0.1", 40000)
+    outside = []
+    for i in range(NAMES):
+        query = dns.message.make_query(f"svc{i}.bench.example.", "A")
+        response = dns.message.make_response(query)
+        response.answer.append(dns.rrset.from_text(f"svc{i}.bench.example.", 3600, "IN", "A", "192.0.2.1"))
+        question = parse_question(query.to_wire())
+        assert question is not None
+        entry, _ = entry_from_response(response, question.key[:len(question.qname)], time.monotonic())
+        forwarder.cache.put(question.key, entry)
+        outside.append(query.to_wire())
+    rows = [("same harness: authoritative cache hits, no wrapper (+1 call)",
+             _rate(_direct(answerer), queries, rounds, client))]
+    rows.append(("--forward: forwarded cache hits (10k names x 20)", _rate(forwarder.respond, outside, rounds, client)))
+    new_bytes = [q[:12] + q[12:].replace(b"svc", b"SVC") for q in outside]
+    rows.append(("--forward: forwarded cache hits via parse-and-patch", _rate(forwarder.respond, new_bytes, 1, client)))
+    rows.append(("--forward: authoritative cache hits through it", _rate(forwarder.respond, queries, rounds, client)))
+    assert all(forwarder.respond(q, tcp=False, client=client) is not None for q in spellings[:10])
+    quiet = QueryLog(answerer.respond, rate=100, logger=structlog.get_logger("bench.null"))
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    rows.append(("--log-queries: authoritative cache hits (past the rate)", _rate(quiet.respond, queries, rounds,
+                                                                                   client)))
+    structlog.reset_defaults()
+    return rows
 
 
 def main() -> None:
@@ -84,6 +140,7 @@ def main() -> None:
         answerer.respond(q, tcp=False)
     hit = time.perf_counter() - t0
     rows.append(("respond, cache hits via parse-and-patch (new bytes)", f"{len(spellings) / hit:,.0f} responses/s"))
+    rows.extend(_forward_rows(answerer, queries, spellings, rounds))
 
     # The zone apex without apex.dns falls back to the whole zone (as CoreDNS), as does "*.<zone>": the
     # costliest miss there is - the event loop answers nothing else meanwhile.

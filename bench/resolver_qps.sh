@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# UDP throughput and latency of dnssync-resolver against a native authoritative server (Knot) on the same names.
+# UDP throughput and latency of dnssync-resolver against a native authoritative server (Knot) on the same names,
+# with one and with two server processes (resolver workers) or threads (knotd UDP workers).
 #
 #   bench/resolver_qps.sh            (from the repository root; root needed only to apt-get missing tools)
 #
-# 10,000 names (A records) go into a local etcd and, as a zone file, into knotd. Each server is pinned to CPU 0
-# (taskset -c 0) and dnsperf to CPU 1; after one warm-up pass over all names (which fills the resolver's answer
-# cache), dnsperf runs 10 s, three times per server. Then bench/latency_probe.py
-# asks at a fixed 2,000 queries/s to get latency percentiles (dnsperf prints only average and stddev).
+# 10,000 names (A records) go into a local etcd and, as a zone file, into knotd. Four servers are measured one
+# after the other: dnssync-resolver --workers 1 and --workers 2, knotd with 1 and with 2 UDP threads. The
+# one-process servers are pinned to SERVER_CPUS_1, the two-process ones to SERVER_CPUS_2, dnsperf to CLIENT_CPUS.
+# With 4 or more CPUs the defaults are 0 / 0,1 / 2,3 (servers and client never share a core); with 2 CPUs they are
+# 0 / 0,1 / 1, so with two workers (or threads) one of them shares CPU 1 with dnsperf: such a machine cannot show
+# how two workers scale, only what they cost. dnsperf uses CLIENTS sockets (16), so that SO_REUSEPORT, which picks
+# a worker by the client's address and port, spreads them over both workers.
+# After one warm-up pass over all names (which fills the resolver's answer caches), dnsperf runs 10 s, three times
+# per server. Then bench/latency_probe.py asks at a fixed 2,000 queries/s to get latency percentiles (dnsperf
+# prints only average and stddev; the probe is one socket, hence one worker).
 # Everything it writes lives in one temporary directory; every process it starts is stopped on exit.
-# Knobs: RUNS (3), SECONDS_PER_RUN (10), NAMES (10000), PROBE_RATE (2000), PROBE_SECONDS (10).
+# Knobs: RUNS (3), SECONDS_PER_RUN (10), NAMES (10000), PROBE_RATE (2000), PROBE_SECONDS (10), CLIENTS (16),
+# SERVERS ("resolver-1 resolver-2 knot-1 knot-2"), SERVER_CPUS_1, SERVER_CPUS_2, CLIENT_CPUS.
 set -euo pipefail
 
 RUNS=${RUNS:-3}
@@ -16,6 +24,11 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 NAMES=${NAMES:-10000}
 PROBE_RATE=${PROBE_RATE:-2000}
 PROBE_SECONDS=${PROBE_SECONDS:-10}
+CLIENTS=${CLIENTS:-16}
+SERVERS=${SERVERS:-"resolver-1 resolver-2 knot-1 knot-2"}
+SERVER_CPUS_1=${SERVER_CPUS_1:-0}
+SERVER_CPUS_2=${SERVER_CPUS_2:-0,1}
+if [ "$(nproc)" -ge 4 ]; then CLIENT_CPUS=${CLIENT_CPUS:-2,3}; else CLIENT_CPUS=${CLIENT_CPUS:-1}; fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY="$ROOT/.venv/bin/python"
 
@@ -79,27 +92,44 @@ with open(f"{work}/bench.test.zone", "w") as f:
     f.writelines(f"{n} A {ip}\n" for n, ip in names)
 EOF
 
-# --- the resolver, pinned to CPU 0 ---------------------------------------------------------------------------
-RES_PORT=$(free_port); RES_HTTP=$(free_port)
-taskset -c 0 "$ROOT/.venv/bin/dnssync-resolver" --zone bench.test. --etcd-endpoints "$ETCD" \
-  --listen "127.0.0.1:$RES_PORT" --http-listen "127.0.0.1:$RES_HTTP" --log-level warning >"$WORK/resolver.log" 2>&1 &
-PIDS+=($!)
-ready() { "$PY" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$RES_HTTP/readyz', timeout=1)" 2>/dev/null; }
-for _ in $(seq 200); do
-  ready && break
-  sleep 0.1
-done
-ready || { echo "resolver not ready" >&2; cat "$WORK/resolver.log" >&2; exit 1; }
+# --- the servers ---------------------------------------------------------------------------------------------
+SERVER_PID=""
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+  fi
+}
+http_ok() { "$PY" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$1/readyz', timeout=1)" 2>/dev/null; }
 
-# --- knotd with the same names, pinned to CPU 0 ----------------------------------------------------------------
-KNOT_PORT=$(free_port)
-mkdir -p "$WORK/knot"
-cat >"$WORK/knot.conf" <<EOF
+start_resolver() {  # workers cpus -> sets PORT
+  local http
+  PORT=$(free_port); http=$(free_port)
+  taskset -c "$2" "$ROOT/.venv/bin/dnssync-resolver" --zone bench.test. --etcd-endpoints "$ETCD" \
+    --listen "127.0.0.1:$PORT" --http-listen "127.0.0.1:$http" --workers "$1" --log-level warning \
+    >"$WORK/resolver-$1.log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  for _ in $(seq 300); do
+    http_ok "$http" && return 0
+    sleep 0.1
+  done
+  echo "resolver --workers $1 not ready" >&2; cat "$WORK/resolver-$1.log" >&2; exit 1
+}
+
+start_knot() {  # threads cpus -> sets PORT
+  PORT=$(free_port)
+  mkdir -p "$WORK/knot-$1"
+  cat >"$WORK/knot-$1.conf" <<EOF
 server:
-    rundir: "$WORK/knot"
-    listen: 127.0.0.1@$KNOT_PORT
+    rundir: "$WORK/knot-$1"
+    listen: 127.0.0.1@$PORT
+    udp-workers: $1
+    tcp-workers: 1
+    background-workers: 1
 database:
-    storage: "$WORK/knot"
+    storage: "$WORK/knot-$1"
 log:
   - target: stderr
     any: warning
@@ -109,53 +139,74 @@ zone:
     journal-content: none
     zonefile-sync: -1
 EOF
-taskset -c 0 knotd -c "$WORK/knot.conf" >"$WORK/knot.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do
-  dig +short +time=1 +tries=1 -p "$KNOT_PORT" @127.0.0.1 h1.bench.test A 2>/dev/null | grep -q . && break
-  sleep 0.1
-done
-
-check() {  # both servers give the same answer for a sample name
-  local a b
-  a=$(dig +short -p "$RES_PORT" @127.0.0.1 h4242.bench.test A)
-  b=$(dig +short -p "$KNOT_PORT" @127.0.0.1 h4242.bench.test A)
-  [ -n "$a" ] && [ "$a" = "$b" ] || { echo "answers differ: resolver '$a' knot '$b'" >&2; exit 1; }
+  taskset -c "$2" knotd -c "$WORK/knot-$1.conf" >"$WORK/knot-$1.log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  for _ in $(seq 100); do
+    dig +short +time=1 +tries=1 -p "$PORT" @127.0.0.1 h1.bench.test A 2>/dev/null | grep -q . && return 0
+    sleep 0.1
+  done
+  echo "knotd with $1 threads does not answer" >&2; cat "$WORK/knot-$1.log" >&2; exit 1
 }
-check
+
+SAMPLE="h$((NAMES / 2)).bench.test."
+EXPECTED=$(awk -v name="$SAMPLE" '$1 == name {print $3}' "$WORK/bench.test.zone")
+check() {  # the server gives the zone's answer for a sample name
+  local a
+  a=$(dig +short -p "$PORT" @127.0.0.1 "$SAMPLE" A)
+  [ -n "$a" ] && [ "$a" = "$EXPECTED" ] || { echo "$1 answers '$a', the zone says '$EXPECTED'" >&2; exit 1; }
+}
 
 # --- measurements ----------------------------------------------------------------------------------------------
 run_dnsperf() {  # port -> "qps avg_ms lost noerror%"
-  taskset -c 1 dnsperf -s 127.0.0.1 -p "$1" -d "$WORK/queries.txt" -l "$SECONDS_PER_RUN" -c 4 -q 200 2>&1 \
+  taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p "$1" -d "$WORK/queries.txt" -l "$SECONDS_PER_RUN" \
+    -c "$CLIENTS" -q 200 2>&1 \
     | awk '/Queries per second:/ {q=$4} /Average Latency \(s\):/ {a=$4*1000} /Queries lost:/ {l=$3}
            /Response codes:/ {r=$3 $4} END {printf "%d %.3f %s %s\n", q, a, l, r}'
 }
-declare -A QPS AVG
-for server in resolver knot; do
-  port=$RES_PORT; [ "$server" = knot ] && port=$KNOT_PORT
-  # warm-up: every name asked once (fills the resolver's answer cache; the same pass for knot, for fairness)
-  taskset -c 1 dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/queries.txt" -n 1 -c 4 -q 200 >/dev/null 2>&1
-  QPS[$server]=""; AVG[$server]=""
+: >"$WORK/results.txt"
+for server in $SERVERS; do
+  kind=${server%-*}; n=${server##*-}
+  cpus=$SERVER_CPUS_1; [ "$n" -gt 1 ] && cpus=$SERVER_CPUS_2
+  case $kind in
+    resolver) start_resolver "$n" "$cpus" ;;
+    knot) start_knot "$n" "$cpus" ;;
+    *) echo "unknown server $server (resolver-N or knot-N)" >&2; exit 2 ;;
+  esac
+  check "$server"
+  # warm-up: every name asked once (fills the resolver's answer caches; the same pass for knot, for fairness)
+  taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p "$PORT" -d "$WORK/queries.txt" -n 1 -c "$CLIENTS" -q 200 \
+    >/dev/null 2>&1
+  qps=""; avg=""
   for run in $(seq "$RUNS"); do
-    read -r q a lost rcodes < <(run_dnsperf "$port")
-    echo "$server run $run: $q qps, avg $a ms, lost $lost, response codes $rcodes" >&2
-    QPS[$server]+="$q "; AVG[$server]+="$a "
+    read -r q a lost rcodes < <(run_dnsperf "$PORT")
+    echo "$server (CPUs $cpus) run $run: $q qps, avg $a ms, lost $lost, response codes $rcodes" >&2
+    qps+="$q,"; avg+="$a,"
   done
-  taskset -c 1 "$PY" "$ROOT/bench/latency_probe.py" 127.0.0.1 "$port" "$WORK/queries.txt" \
+  taskset -c "$CLIENT_CPUS" "$PY" "$ROOT/bench/latency_probe.py" 127.0.0.1 "$PORT" "$WORK/queries.txt" \
     --rate "$PROBE_RATE" --seconds "$PROBE_SECONDS" >"$WORK/probe-$server.json"
+  echo "$server $cpus ${qps%,} ${avg%,}" >>"$WORK/results.txt"
+  stop_server
 done
 
-"$PY" - "$WORK" "${QPS[resolver]}" "${AVG[resolver]}" "${QPS[knot]}" "${AVG[knot]}" "$PROBE_RATE" <<'EOF'
+"$PY" - "$WORK" "$PROBE_RATE" "$CLIENT_CPUS" "$CLIENTS" "$NAMES" <<'EOF'
 import json, statistics, sys
-work, rq, ra, kq, ka, rate = sys.argv[1:7]
-rows = {"dnssync-resolver": (rq, ra), "knotd": (kq, ka)}
-probe = {s: json.load(open(f"{work}/probe-{f}.json")) for s, f in (("dnssync-resolver", "resolver"), ("knotd", "knot"))}
-med = {s: statistics.median(float(x) for x in q.split()) for s, (q, _) in rows.items()}
-print(f"\nUDP, 10,000 names, server on CPU 0, dnsperf on CPU 1 (-c 4 -q 200), median of runs; p50/p99 at {float(rate):,.0f} qps")
-print(f"{'server':<18}{'QPS runs':<28}{'QPS median':>11}{'avg ms':>8}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'lost':>6}{'vs knot':>9}")
-for s, (q, a) in rows.items():
-    p = probe[s]
-    avg = statistics.median(float(x) for x in a.split())
-    print(f"{s:<18}{q.strip():<28}{med[s]:>11,.0f}{avg:>8.3f}{p['p50_ms']:>8.3f}{p['p99_ms']:>8.3f}"
-          f"{p['max_ms']:>8.3f}{p['lost']:>6}{med[s] / med['knotd']:>9.1%}")
+work, rate, client_cpus, clients, count = sys.argv[1:6]
+rows = [line.split() for line in open(f"{work}/results.txt") if line.strip()]
+med = {s: statistics.median(float(x) for x in q.split(",")) for s, _, q, _ in rows}
+names = {"resolver": ("dnssync-resolver", "workers"), "knot": ("knotd", "threads")}
+print(f"\nUDP, {int(count):,} names, dnsperf on CPU {client_cpus} (-c {clients} -q 200), median of runs; "
+      f"p50/p99 at {float(rate):,.0f} qps (one socket)")
+print(f"{'server':<30}{'CPUs':<6}{'QPS runs':<28}{'QPS median':>11}{'avg ms':>8}{'p50 ms':>8}{'p99 ms':>8}"
+      f"{'max ms':>8}{'lost':>6}{'vs knot, same count':>21}")
+for server, cpus, q, a in rows:
+    kind, n = server.rsplit("-", 1)
+    p = json.load(open(f"{work}/probe-{server}.json"))
+    avg = statistics.median(float(x) for x in a.split(","))
+    knot = med.get(f"knot-{n}")
+    ratio = f"{med[server] / knot:>21.1%}" if knot else f"{'-':>21}"
+    name, unit = names.get(kind, (kind, "processes"))
+    label = f"{name}, {n} {unit if n != '1' else unit[:-1]}"
+    print(f"{label:<30}{cpus:<6}{q.replace(',', ' '):<28}{med[server]:>11,.0f}{avg:>8.3f}{p['p50_ms']:>8.3f}"
+          f"{p['p99_ms']:>8.3f}{p['max_ms']:>8.3f}{p['lost']:>6}{ratio}")
 EOF

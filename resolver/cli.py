@@ -3,12 +3,24 @@
 Every flag can also come from the environment (the flag wins): ``DNSSYNC_RESOLVER_ZONE`` (comma-separated),
 ``DNSSYNC_RESOLVER_PREFIX``, ``DNSSYNC_RESOLVER_LISTEN``, ``DNSSYNC_RESOLVER_HTTP_LISTEN``,
 ``DNSSYNC_RESOLVER_LOG_FORMAT``, ``DNSSYNC_RESOLVER_LOG_LEVEL``, ``DNSSYNC_RESOLVER_OWN_RECORDS_ONLY``
-(true/false), ``DNSSYNC_RESOLVER_MIN_LEASE_TTL``, ``DNSSYNC_RESOLVER_MAX_LEASE_TTL``; ``--etcd-endpoints`` falls
-back to ``ETCD_URLS``, TLS and auth come from ``ETCD_*`` (see :mod:`skydns.etcd`).
+(true/false), ``DNSSYNC_RESOLVER_MIN_LEASE_TTL``, ``DNSSYNC_RESOLVER_MAX_LEASE_TTL``, ``DNSSYNC_RESOLVER_FORWARD``
+and ``DNSSYNC_RESOLVER_ALLOW_RECURSION`` (comma-separated), ``DNSSYNC_RESOLVER_FORWARD_POLICY``, ``..._TIMEOUT``,
+``..._HEALTH_CHECK``, ``..._MAX_FAILS``, ``DNSSYNC_RESOLVER_LOG_QUERIES`` (true/false),
+``DNSSYNC_RESOLVER_LOG_QUERIES_RATE``; ``--etcd-endpoints`` falls back to ``ETCD_URLS``, TLS and auth come from
+``ETCD_*`` (see :mod:`skydns.etcd`).
+
+The responder chain, outermost first: the query log (``--log-queries``), the views (``--view``), forwarding
+(``--forward``), the main records' answerer. Each wrapper is installed only when its flag is given, and any of them
+makes the DNS server hand the client address over (``with_client``).
 
 Start-up order: the DNS and HTTP sockets are bound first, so a bad address fails at once (one line on stderr,
 exit code 2). Then the first load from etcd starts, retried with backoff for as long as it takes: until it is
 done ``/readyz`` answers 503 and DNS queries get SERVFAIL. SIGTERM and SIGINT stop the process cleanly (exit 0).
+
+``--view NAME=CIDR[,CIDR...]`` (env ``DNSSYNC_RESOLVER_VIEW``, views separated by ``;``) adds a view: its own
+store, answerer and mirror over the view's prefix, behind a :class:`resolver.views.ViewDispatcher`; "loaded"
+then means every mirror. ``--workers N`` (env ``DNSSYNC_RESOLVER_WORKERS``) with N > 1 hands the process over
+to :mod:`resolver.workers` (a supervisor of N processes each running this :class:`Resolver`).
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -25,13 +38,18 @@ from typing import Any, NoReturn
 
 import structlog
 
+from resolver.forward import POLICIES, Forwarder, ForwardSettings
+from resolver.querylog import QueryLog, parse_rate
 from resolver.server import DnsServer, Respond, servfail
+from resolver.views import View, ViewDispatcher, ViewSpec, check_views, parse_view
+from resolver.workers import parse_workers
 from skydns import logs
 from skydns.etcd import EtcdClient, EtcdConfigError, EtcdSettings
 from skydns.http import HealthServer
 from skydns.mirror import EtcdMirror, MirrorMetrics, MirrorStore, within
 from skydns.names import InvalidNameError, normalize_name, normalize_prefix
-from skydns.settings import FALSE_WORDS, TRUE_WORDS, parse_duration, parse_hostport
+from skydns.settings import FALSE_WORDS, TRUE_WORDS, parse_bool, parse_duration, parse_hostport
+from skydns.views import view_prefix
 
 log = structlog.get_logger("resolver.cli")
 
@@ -73,6 +91,29 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                    metavar="DURATION", help="lower bound of a leased key's TTL (default 30s)")
     p.add_argument("--max-lease-ttl", type=_duration_arg, default=default("MAX_LEASE_TTL", "24h"),
                    metavar="DURATION", help="upper bound of a leased key's TTL (default 24h)")
+    p.add_argument("--view", action="append", metavar="NAME=CIDR[,CIDR...]",
+                   help="answer clients in these networks from the view NAME's records first (repeatable); "
+                        "env DNSSYNC_RESOLVER_VIEW, views separated by ';'")
+    p.add_argument("--workers", default=default("WORKERS", "1"), metavar="N|auto",
+                   help="DNS worker processes on SO_REUSEPORT sockets (default 1; auto: the CPUs usable)")
+    p.add_argument("--forward", action="append", metavar="UPSTREAM[,...]",
+                   help="forward RD queries from --allow-recursion clients for names outside every zone to these "
+                        "resolvers: IP[:port], [IPv6]:port or a resolv.conf path (repeatable)")
+    p.add_argument("--allow-recursion", action="append", metavar="CIDR[,...]",
+                   help="clients whose queries may be forwarded (default none: names outside the zones REFUSED)")
+    p.add_argument("--forward-policy", default=default("FORWARD_POLICY", "random"), choices=list(POLICIES),
+                   help="order in which upstreams are tried (default random, as CoreDNS)")
+    p.add_argument("--forward-timeout", default=default("FORWARD_TIMEOUT", "2s"), metavar="DURATION",
+                   help="timeout of one try at one upstream (default 2s)")
+    p.add_argument("--forward-health-check", default=default("FORWARD_HEALTH_CHECK", "500ms"), metavar="DURATION",
+                   help="interval of an upstream's health checks after it failed (default 500ms)")
+    p.add_argument("--forward-max-fails", default=default("FORWARD_MAX_FAILS", "2"), metavar="N",
+                   help="failed health checks in a row before an upstream is down (default 2; 0: never down)")
+    p.add_argument("--log-queries", action=argparse.BooleanOptionalAction, default=None,
+                   help="log one line per query (client, name, type, rcode, size, duration); env "
+                        "DNSSYNC_RESOLVER_LOG_QUERIES")
+    p.add_argument("--log-queries-rate", default=default("LOG_QUERIES_RATE", "100"), metavar="N",
+                   help="at most N query lines per second, the rest counted (default 100)")
     return p
 
 
@@ -88,6 +129,12 @@ class ResolverConfig:
     own_records_only: bool = False
     min_lease_ttl: int = 30
     max_lease_ttl: int = 86400
+    views: tuple[ViewSpec, ...] = ()
+    workers: int = 1
+    reuse_port: bool = False  # set in worker processes (resolver.workers)
+    forward: ForwardSettings | None = None
+    log_queries: bool = False
+    log_queries_rate: int = 100
 
 
 def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ResolverConfig:
@@ -107,6 +154,16 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         listen = parse_hostport(args.listen, "--listen")
         http_listen = parse_hostport(args.http_listen, "--http-listen")
         etcd = EtcdSettings.from_env(args.etcd_endpoints, env=env)
+        views_raw = args.view or [v for v in env.get(ENV + "VIEW", "").split(";") if v.strip()]
+        views = check_views([parse_view(v) for v in views_raw])
+        workers = parse_workers(args.workers)
+        forward = ForwardSettings.parse(args.forward or [env.get(ENV + "FORWARD", "")],
+                                        args.allow_recursion or [env.get(ENV + "ALLOW_RECURSION", "")],
+                                        policy=args.forward_policy, timeout=args.forward_timeout,
+                                        health_check=args.forward_health_check, max_fails=args.forward_max_fails,
+                                        listen=listen)
+        log_queries = parse_bool(env.get(ENV + "LOG_QUERIES", "")) if args.log_queries is None else args.log_queries
+        log_queries_rate = parse_rate(args.log_queries_rate)
     except (InvalidNameError, ValueError, EtcdConfigError) as exc:
         parser.error(str(exc))
     min_ttl, max_ttl = args.min_lease_ttl, args.max_lease_ttl  # argparse converts string defaults with type=, too
@@ -114,7 +171,9 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         parser.error(f"--min-lease-ttl ({min_ttl}s) is above --max-lease-ttl ({max_ttl}s)")
     return ResolverConfig(zones=zones, etcd=etcd, prefix=prefix, listen=listen, http_listen=http_listen,
                           log_format=args.log_format, log_level=args.log_level,
-                          own_records_only=args.own_records_only, min_lease_ttl=min_ttl, max_lease_ttl=max_ttl)
+                          own_records_only=args.own_records_only, min_lease_ttl=min_ttl, max_lease_ttl=max_ttl,
+                          views=views, workers=workers, forward=forward, log_queries=log_queries,
+                          log_queries_rate=log_queries_rate)
 
 
 StoreFactory = Callable[[ResolverConfig], MirrorStore]
@@ -150,52 +209,111 @@ class Resolver:
         self.mirror: EtcdMirror | None = None
         self.http: HealthServer | None = None
         self._mirror_task: asyncio.Task[None] | None = None
+        # Forwarding (resolver.forward): in front of the main records' answerer, behind the views.
+        self.forwarder: Forwarder | None = None
+        if config.forward is not None:
+            self.forwarder = config.forward.forwarder(self._respond, config.zones,
+                                                      inner_with_client=self.dns.with_client)
+            self._respond = self.forwarder.respond
+            self.dns.with_client = True
+        # Views (resolver.views): each its own store, answerer and mirror over the view's prefix.
+        self.views = [self._view(spec, store_factory, answerer_factory) for spec in config.views]
+        self._view_mirrors: list[tuple[EtcdClient, asyncio.Task[None]]] = []
+        if self.views:
+            self._respond = ViewDispatcher(self._respond, self.views, config.zones,
+                                           main_wants_client=self.dns.with_client).respond
+            self.dns.with_client = True
+        if config.log_queries:  # outermost, so each line has the rcode and size actually sent
+            self._respond = QueryLog(self._respond, rate=config.log_queries_rate,
+                                     inner_with_client=self.dns.with_client).respond
+            self.dns.with_client = True
+
+    def _view(self, spec: ViewSpec, store_factory: StoreFactory, answerer_factory: AnswererFactory) -> View:
+        view_config = dataclasses.replace(self.config, prefix=view_prefix(spec.name))
+        store = store_factory(view_config)
+        return View(spec, answerer_factory(view_config, store), store)
 
     def bind(self) -> tuple[str, int]:
-        return self.dns.bind(*self.config.listen)
+        return self.dns.bind(*self.config.listen, reuse_port=self.config.reuse_port)
 
     @property
     def dns_address(self) -> tuple[str, int]:
         return self.dns.address
 
     def _ready(self) -> bool:
-        return self.mirror is not None and self.mirror.is_ready()
+        """Every mirror (the main records' and each view's) has done its first load."""
+        return (self.mirror is not None and self.mirror.is_ready()
+                and all(v.mirror is not None and v.mirror.is_ready() for v in self.views))
+
+    def _loaded(self) -> None:
+        if self._ready():
+            self.dns.set_responder(self._respond)
 
     def _health(self) -> tuple[bool, dict[str, Any]]:
         if self.mirror is None:
             return True, {"etcd": "not started", "ready": False}
-        return True, self.mirror.health()
+        details = self.mirror.health()
+        if self.views:
+            details["views"] = {v.spec.name: v.mirror.health() if v.mirror is not None else {"etcd": "not started"}
+                                for v in self.views}
+        return True, details
 
-    async def start(self) -> None:
-        if self.dns._tcp_sock is None:
+    async def start(self, *, serve_dns: bool = True) -> None:
+        """Serve probes, DNS (unless ``serve_dns`` is false: then call :meth:`start_dns` later) and the mirrors."""
+        if serve_dns and self.dns._tcp_sock is None:
             self.bind()
         self.http = HealthServer(*self.config.http_listen, ready=self._ready, health=self._health)
         await self.http.start()
-        await self.dns.start()
+        if serve_dns:
+            await self.dns.start()
         self.client = EtcdClient(self.config.etcd)
         self.mirror = EtcdMirror(self.client, self.store, self.config.prefix,
-                                 metrics=MirrorMetrics.of("dnssync_resolver"),
-                                 on_first_load=lambda: self.dns.set_responder(self._respond))
+                                 metrics=MirrorMetrics.of("dnssync_resolver"), on_first_load=self._loaded)
+        for view in self.views:
+            client = EtcdClient(self.config.etcd)
+            view.mirror = EtcdMirror(client, view.store, view_prefix(view.spec.name), on_first_load=self._loaded,
+                                     metrics=MirrorMetrics("dnssync_resolver_view"))  # exported by resolver.views
+            task = asyncio.create_task(view.mirror.run(), name=f"etcd-mirror-view-{view.spec.name}")
+            self._view_mirrors.append((client, task))
         self._mirror_task = asyncio.create_task(self.mirror.run(), name="etcd-mirror")
 
+    async def start_dns(self) -> None:
+        """Bind (unless bound) and serve DNS, after ``start(serve_dns=False)``."""
+        if self.dns._tcp_sock is None:
+            self.bind()
+        await self.dns.start()
+
     async def stop(self) -> None:
-        if self._mirror_task is not None:
-            self._mirror_task.cancel()
+        tasks = [t for t in [self._mirror_task] + [t for _, t in self._view_mirrors] if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._mirror_task
-            self._mirror_task = None
+                await task
+        self._mirror_task = None
         if self.http is not None:
             await self.http.close()
         await self.dns.close()
-        if self.client is not None:
+        if self.forwarder is not None:
+            await self.forwarder.close()
+        for client in [self.client] + [c for c, _ in self._view_mirrors]:
+            if client is None:
+                continue
             try:
-                await within(5, self.client.close())
+                await within(5, client.close())
             except Exception as exc:  # closing a channel to a dead etcd must not block the exit
                 log.debug("etcd_close_failed", error=repr(exc))
+        self._view_mirrors = []
 
     @property
     def mirror_task(self) -> asyncio.Task[None] | None:
         return self._mirror_task
+
+    @property
+    def mirror_tasks(self) -> list[asyncio.Task[None]]:
+        """The main mirror's task and every view's."""
+        main = [self._mirror_task] if self._mirror_task is not None else []
+        return main + [t for _, t in self._view_mirrors]
 
 
 def _fail(message: str) -> int:
@@ -221,14 +339,18 @@ async def serve(config: ResolverConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    return await run_until_stopped(resolver, stop)
+
+
+async def run_until_stopped(resolver: Resolver, stop: asyncio.Event) -> int:
+    """Serve until ``stop`` is set (exit code 0) or a mirror dies (1), then stop ``resolver``."""
     stopper = asyncio.create_task(stop.wait())
-    watched = [stopper] + ([resolver.mirror_task] if resolver.mirror_task else [])
-    done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait([stopper, *resolver.mirror_tasks], return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if stopper not in done:
-        task = resolver.mirror_task
-        error = task.exception() if task is not None and not task.cancelled() else None
-        log.error("etcd_mirror_died", error=repr(error))
+        task = next(iter(done))
+        error = task.exception() if not task.cancelled() else None
+        log.error("etcd_mirror_died", mirror=task.get_name(), error=repr(error))
         code = 1
     stopper.cancel()
     log.info("resolver_stopping")
@@ -239,6 +361,12 @@ async def serve(config: ResolverConfig) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
+    if config.workers > 1:
+        from resolver.workers import one_write_per_line, supervise
+        one_write_per_line()  # the workers share this stderr: whole lines only
+        logs.configure(config.log_format, config.log_level)
+        import uvloop
+        return uvloop.run(supervise(config))
     logs.configure(config.log_format, config.log_level)
     import uvloop
     return uvloop.run(serve(config))

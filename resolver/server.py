@@ -6,6 +6,12 @@ readable (``add_reader``; up to 64 datagrams per wake-up), each datagram is one 
 ``sendto`` - no transport or protocol callback per packet, no logging, no allocation of our own (this measured
 clearly faster than a ``DatagramProtocol`` under uvloop: ~31k vs 42-71k queries/s on a busy 2-core box).
 
+A server made with ``with_client=True`` calls ``respond(query, tcp=..., client=addr)`` with the packet's source
+address (``recvfrom``'s address over UDP, the peer name over TCP; never anything the packet claims, such as ECS),
+for access lists and views. Any responder may answer later: a reply that is an ``asyncio.Future`` is sent when it
+resolves to bytes (over UDP to that address; over TCP on that connection, possibly after later answers, as
+RFC 7766 §7 allows for pipelined queries).
+
 Nothing a client sends may stop the server: every packet and every connection is handled inside its own
 ``try``, failures are counted (and logged at most once per second).
 
@@ -21,17 +27,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol, TypeAlias
 
 import structlog
 from prometheus_client import Counter, Gauge
 
 log = structlog.get_logger("resolver.server")
 
-Respond = Callable[..., "bytes | None"]
+Reply: TypeAlias = "bytes | asyncio.Future[bytes | None] | None"
+Respond = Callable[..., Reply]
 
 SERVER_ERRORS = Counter("dnssync_resolver_server_errors", "Queries or connections that failed inside the server",
                         ["transport"])
@@ -51,7 +59,7 @@ class Responder(Protocol):
     def respond(self, query: bytes, *, tcp: bool) -> bytes | None: ...
 
 
-def servfail(query: bytes, *, tcp: bool = False) -> bytes | None:
+def servfail(query: bytes, *, tcp: bool = False, client: object = None) -> bytes | None:
     """A SERVFAIL for ``query`` (ID, opcode, RD and the question kept), or ``None`` when it is not a query."""
     if len(query) < HEADER_LEN or query[2] & 0x80:  # too short, or a response: never answer those
         return None
@@ -100,6 +108,7 @@ class _Tcp(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._counted = False
         self._paused = False
+        self._peer: object = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server = self._server
@@ -110,6 +119,7 @@ class _Tcp(asyncio.Protocol):
             return
         server.connections.add(self)
         self._counted = True
+        self._peer = transport.get_extra_info("peername")
         TCP_CONNECTIONS.inc()
         self._deadline = time.monotonic() + server.idle_timeout
         self._timer = asyncio.get_running_loop().call_later(server.idle_timeout, self._check_idle)
@@ -148,11 +158,29 @@ class _Tcp(asyncio.Protocol):
             query = bytes(buf[2:2 + size])
             del buf[:2 + size]
             self._deadline = time.monotonic() + server.idle_timeout
-            reply = server.respond(query, tcp=True)
-            if reply is not None:
+            if server.with_client:
+                reply = server.respond(query, tcp=True, client=self._peer)
+            else:
+                reply = server.respond(query, tcp=True)
+            if isinstance(reply, bytes):
                 transport.write(len(reply).to_bytes(2, "big") + reply)
+            elif reply is not None:
+                reply.add_done_callback(self._write_later)
             if transport.is_closing():
                 return
+
+    def _write_later(self, future: asyncio.Future[bytes | None]) -> None:
+        """Write an answer that came later (a forwarded query), unless the connection is gone meanwhile."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or future.cancelled():
+            return
+        try:
+            reply = future.result()
+        except Exception as exc:
+            self._server.errors.failed("tcp", exc)
+            return
+        if reply is not None:
+            transport.write(len(reply).to_bytes(2, "big") + reply)
 
     def eof_received(self) -> bool:
         return False  # answers are written synchronously: close once they are flushed
@@ -187,10 +215,11 @@ def free_dns_port(host: str = "127.0.0.1") -> int:
     return port
 
 
-def bind_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket]:
+def bind_sockets(host: str, port: int, *, reuse_port: bool = False) -> tuple[socket.socket, socket.socket]:
     """A bound UDP socket and a listening TCP socket on the same address (port 0: one free port for both).
 
-    Raises ``OSError`` when the address cannot be bound, before anything is served.
+    ``reuse_port`` sets ``SO_REUSEPORT`` on both, so that several processes (``--workers``) bind the same address
+    and the kernel spreads the clients over them. Raises ``OSError`` when the address cannot be bound.
     """
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
     if not infos:
@@ -201,6 +230,9 @@ def bind_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket]:
         udp = socket.socket(family, socket.SOCK_DGRAM)
         try:
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 tcp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -225,8 +257,9 @@ class DnsServer:
     """UDP + TCP DNS on one address. ``bind()`` (may raise ``OSError``), then ``await start()``, ``await close()``."""
 
     def __init__(self, respond: Respond, *, idle_timeout: float = 10.0, max_connections: int = 1000,
-                 max_message_size: int = 65535) -> None:
+                 max_message_size: int = 65535, with_client: bool = False) -> None:
         self.respond: Respond = respond
+        self.with_client = with_client  # call respond(..., client=address): see the module docstring
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.max_message_size = max_message_size
@@ -241,8 +274,8 @@ class DnsServer:
         """Swap the responder (e.g. from "SERVFAIL, not loaded yet" to the real answerer)."""
         self.respond = respond
 
-    def bind(self, host: str, port: int) -> tuple[str, int]:
-        self._udp_sock, self._tcp_sock = bind_sockets(host, port)
+    def bind(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
+        self._udp_sock, self._tcp_sock = bind_sockets(host, port, reuse_port=reuse_port)
         return self.address
 
     @property
@@ -266,6 +299,7 @@ class DnsServer:
         if sock is None:
             return
         recvfrom, sendto, respond = sock.recvfrom, sock.sendto, self.respond
+        with_client = self.with_client
         for _ in range(UDP_BATCH):
             try:
                 data, addr = recvfrom(UDP_READ_SIZE)
@@ -274,13 +308,28 @@ class DnsServer:
             except OSError:  # e.g. an ICMP error queued on the socket: nothing to answer
                 continue
             try:
-                reply = respond(data, tcp=False)
-                if reply is not None:
+                reply = respond(data, tcp=False, client=addr) if with_client else respond(data, tcp=False)
+                if isinstance(reply, bytes):
                     sendto(reply, addr)
+                elif reply is not None:  # answered later (see the module docstring)
+                    reply.add_done_callback(functools.partial(self._udp_send_later, addr))
             except BlockingIOError:  # the send buffer is full: drop this answer, as a loaded server does
                 UDP_DROPPED.inc()
             except Exception as exc:  # a bad packet must never stop the server
                 self.errors.failed("udp", exc)
+
+    def _udp_send_later(self, addr: tuple[Any, ...], future: asyncio.Future[bytes | None]) -> None:
+        sock = self._udp_sock
+        if sock is None or future.cancelled():
+            return
+        try:
+            reply = future.result()
+            if reply is not None:
+                sock.sendto(reply, addr)
+        except BlockingIOError:
+            UDP_DROPPED.inc()
+        except Exception as exc:
+            self.errors.failed("udp", exc)
 
     async def close(self) -> None:
         if self._tcp is not None:
