@@ -362,8 +362,7 @@ async def run_until_stopped(resolver: Resolver, stop: asyncio.Event) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     if config.workers > 1:
-        from resolver.workers import one_write_per_line, supervise
-        one_write_per_line()  # the workers share this stderr: whole lines only
+        from resolver.workers import supervise
         logs.configure(config.log_format, config.log_level)
         import uvloop
         return uvloop.run(supervise(config))

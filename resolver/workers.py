@@ -38,7 +38,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import io
 import json
 import os
 import pickle
@@ -99,19 +98,6 @@ def label_samples(texts: dict[int, str]) -> list[Metric]:
                                                         family.unit)
             merged.samples.extend(s._replace(labels={**s.labels, "worker": str(index)}) for s in family.samples)
     return list(families.values())
-
-
-def one_write_per_line() -> None:
-    """Replace ``sys.stderr`` by a line-buffered stream that hands each log line to the OS in one ``write``.
-
-    Python's own stderr writes through: ``print(line)`` makes two writes (the line, then the newline), so lines
-    of processes sharing one stderr (the supervisor and its workers) could interleave into broken JSON. Call it
-    before :func:`skydns.logs.configure`.
-    """
-    sys.stderr.flush()
-    raw = io.FileIO(sys.stderr.fileno(), "w", closefd=False)
-    sys.stderr = io.TextIOWrapper(io.BufferedWriter(raw, buffer_size=1 << 16), encoding="utf-8",
-                                  errors="backslashreplace", line_buffering=True)
 
 
 def backoff_delay(failures_in_a_row: int) -> float:
@@ -451,7 +437,6 @@ def worker_main(argv: list[str] | None = None) -> int:
     index, late_bind = int(argv[0]), "--late-bind" in argv[1:]
     config = read_config(sys.stdin.buffer)
     from skydns import logs
-    one_write_per_line()
     logs.configure(config.log_format, config.log_level)
     structlog.contextvars.bind_contextvars(worker=index)
     import uvloop
