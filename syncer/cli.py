@@ -110,6 +110,11 @@ FLAGS = (
     Flag(("--publish-view",), "list", "also write each Service host name's in-cluster address (ClusterIP; headless: "
          "ready pod IPs) into this split-horizon view, for dnssync-resolver --view; repeatable", default=(),
          metavar="NAME"),
+    Flag(("--election-prefix",), "str", "etcd prefix of the leader election (outside --prefix); replicas with the "
+         "same --owner-id elect one writer under <prefix><owner id>/", default="/dnssync/election/",
+         metavar="PREFIX"),
+    Flag(("--election-ttl",), "str", "the leader's etcd lease TTL (refreshed every TTL/3): how long a vanished "
+         "leader blocks its successor", default="10s", metavar="DURATION"),
     Flag(("--resync-interval",), "str", "continuous mode: a full reconcile this often (e.g. 10m; 0 = off)",
          default="10m", metavar="DURATION"),
     Flag(("--log-format",), "str", "log format (stderr)", choices=("text", "json"), default="text"),
@@ -218,6 +223,17 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
             check_view_name(view)
         except ValueError as exc:
             raise UsageError(f"--publish-view: {exc}") from None
+    try:
+        election_ttl = parse_duration(values["election_ttl"])
+    except ValueError as exc:
+        raise UsageError(f"--election-ttl: {exc}") from None
+    if not 2 <= election_ttl <= 3600:
+        raise UsageError(f"--election-ttl: {values['election_ttl']!r} is outside 2s..1h")
+    election_prefix = "/" + values["election_prefix"].strip("/") + "/"
+    records = prefix + "/"
+    if election_prefix == "//" or election_prefix.startswith(records) or records.startswith(election_prefix):
+        raise UsageError(f"--election-prefix {values['election_prefix']!r} must be a prefix of its own, outside "
+                         f"--prefix {prefix}")
     once = bool(values["once"])
     if not once and "-" in values["from_manifests"]:
         raise UsageError("--from-manifests -: stdin can't be watched; use --once, or name files or folders")
@@ -225,7 +241,8 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
                       kubeconfig=values["kubeconfig"], from_manifests=tuple(values["from_manifests"]),
                       owner_id=values["owner_id"], policy=values["policy"], prefix=prefix, etcd=etcd,
                       sources=sources, log_format=values["log_format"], log_level=values["log_level"],
-                      http_listen=http_listen, resync_interval=resync, publish_views=tuple(dict.fromkeys(views)))
+                      http_listen=http_listen, resync_interval=resync, publish_views=tuple(dict.fromkeys(views)),
+                      election_prefix=election_prefix, election_ttl=election_ttl)
 
 
 def _check_selector(flag: str, text: str) -> None:

@@ -42,6 +42,8 @@ class SyncConfig:
     http_listen: tuple[str, int] = ("127.0.0.1", 8081)
     resync_interval: float = 600.0  # seconds; 0: no periodic full reconcile
     publish_views: tuple[str, ...] = ()  # --publish-view: views that get each Service's in-cluster addresses
+    election_prefix: str = "/dnssync/election/"  # leader election keys: <prefix><owner id>/<lease id>
+    election_ttl: float = 10.0  # seconds; the election lease's TTL, refreshed every TTL/3
 
     @property
     def domain_filter(self) -> DomainFilter:

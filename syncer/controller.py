@@ -52,6 +52,7 @@ from syncer import metrics
 from syncer.config import SyncConfig
 from syncer.current import CurrentRecords
 from syncer.desired import DesiredState
+from syncer.etcd.election import Election, Leadership, LostLead
 from syncer.etcd.state import read_current
 from syncer.etcd.writer import ApplyResult, Writer
 from syncer.model import KINDS, ClusterSnapshot, Endpoint, Skipped
@@ -70,6 +71,10 @@ POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"  # completed
 log = structlog.get_logger("syncer.controller")
 
 
+class NotLeading(Exception):
+    """``--once``: another replica holds the lead for our owner id (exit 1, naming it)."""
+
+
 class ConfigProblem(Exception):
     """Bad configuration found while starting (a manifest, a kubeconfig): exit 2."""
 
@@ -86,16 +91,14 @@ class Reconciled:
 class Reconciler:
     """Plans and writes under one owner id and prefix."""
 
-    def __init__(self, config: SyncConfig, client: EtcdClient) -> None:
+    def __init__(self, config: SyncConfig, client: EtcdClient, fence: Leadership | None = None) -> None:
         self.config = config
         self.client = client
-        self.writer = Writer(
-            client,
-            prefix=config.prefix,
-            owner_id=config.owner_id,
-            policy=config.policy,
-            domain_filter=config.domain_filter,
-        )
+        self.writer = Writer(client, prefix=config.prefix, owner_id=config.owner_id, policy=config.policy,
+                             domain_filter=config.domain_filter)
+        self.writer.fence = fence
+        #: ``--once``: how to get the lead (and its fence) before the first write; None: the caller holds it
+        self.acquire: Callable[[], Awaitable[Leadership]] | None = None
 
     def plan(self, endpoints: Sequence[Endpoint], current: Sequence[Any]) -> Plan:
         config = self.config
@@ -141,6 +144,8 @@ class Reconciler:
         if not plan.has_changes:
             log.info("up_to_date", message="all records are already up to date")
             return done
+        if self.acquire is not None and self.writer.fence is None:
+            self.writer.fence = await self.acquire()  # the lead, only once there is something to write
         done.result = await self.write(plan, endpoints)
         return done
 
@@ -251,15 +256,39 @@ async def run_once(config: SyncConfig, out: TextIO | None = None) -> int:
     )
     client = EtcdClient(config.etcd)
     endpoints = ",".join(config.etcd.endpoints)
+    election = None if config.dry_run else Election(client, config.election_prefix, config.owner_id,
+                                                    config.election_ttl)
+    fence: Leadership | None = None
+
+    async def acquire() -> Leadership:
+        """One writer per owner id: wait at most one TTL for the lead."""
+        nonlocal fence
+        assert election is not None
+        if fence is None:
+            try:
+                fence = await election.campaign(timeout=election.ttl)
+            except TimeoutError:
+                leader = await election.leader()
+                who = f"host {leader.get('host')}, pid {leader.get('pid')}" if leader else "unknown"
+                raise NotLeading(f"another dnssync leads for owner id {config.owner_id!r} ({who}); waited "
+                                 f"{election.ttl} s for the lead, nothing was written") from None
+        return fence
+
+    def reconciler(target_config: SyncConfig) -> Reconciler:
+        made = Reconciler(target_config, client, fence)
+        if election is not None:
+            made.acquire = acquire
+        return made
+
     try:
-        done = await Reconciler(config, client).reconcile(desired.endpoints, desired.skipped, out)
+        done = await reconciler(config).reconcile(desired.endpoints, desired.skipped, out)
         failed = set(done.result.failed)
         for view in config.publish_views:  # each view's in-cluster records, under its own prefix
             inside = collect(snapshot, config.sources, view=True)
             if config.output == "text":
                 emit(f"view {view}:", out)
             view_config = dataclasses.replace(config, prefix=view_prefix(view))
-            done = await Reconciler(view_config, client).reconcile(
+            done = await reconciler(view_config).reconcile(
                 inside.endpoints, inside.skipped, out if config.output == "text" else None)
             failed |= set(done.result.failed)
         if failed:
@@ -267,11 +296,17 @@ async def run_once(config: SyncConfig, out: TextIO | None = None) -> int:
             return fail(f"{len(names)} name(s) not synced, their records kept changing concurrently: "
                         f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
         return EXIT_OK
+    except NotLeading as exc:
+        return fail(str(exc))
+    except LostLead as exc:
+        return fail(f"{exc}; nothing more was written")
     except Unavailable as exc:
         return fail(str(exc))
     except (etcd_errors.ClientError, grpc.aio.AioRpcError) as exc:  # not an outage: refused credentials, ...
         return fail(f"etcd at {endpoints}: {describe(exc)}")
     finally:
+        if election is not None:
+            await election.resign()
         await client.close()
 
 
@@ -308,6 +343,7 @@ class Target:
         self.reconciler = Reconciler(config, self._writer_client)
         self.reconciler.writer.on_commit = self._committed_at
         self.synced = False  # the first full sync is written (or, dry run, planned)
+        self.writes = False  # we lead (or dry run): plan and write; a standby only keeps its state warm
         self.busy = False  # planning or writing
         self.full_requested = True
         self.next_full = 0.0
@@ -328,8 +364,8 @@ class Target:
         if revision in self._own_revisions:
             self._own_revisions.discard(revision)
             return  # our own write coming back through the watch
-        if not self.synced:
-            return  # the first full sync reads etcd itself
+        if not self.synced or not self.writes:
+            return  # the (next) full sync reads etcd itself
         if names is None:  # the mirror reloaded (compaction): something may have been missed
             self.full_requested = True
             self._wake()
@@ -351,13 +387,22 @@ class Target:
         return len(self.pending) + self.desired.marked
 
     def has_work(self) -> bool:
-        return bool(self.pending or self.desired.marked)
+        return self.writes and bool(self.pending or self.desired.marked)
 
     def full_due(self) -> bool:
-        return self.full_requested or bool(self.config.resync_interval and time.monotonic() >= self.next_full)
+        return self.writes and (self.full_requested or
+                                bool(self.config.resync_interval and time.monotonic() >= self.next_full))
+
+    def lead(self, leadership: Leadership | None) -> None:
+        """Start (with the fence every write carries) or stop writing; a new lead starts with a full sync."""
+        writer = self.reconciler.writer
+        writer.fence, writer.fenced = leadership, None
+        self.writes = leadership is not None or self.config.dry_run
+        if self.writes:
+            self.full_requested = True
 
     def idle(self) -> bool:
-        return (self.synced and not self.busy and not self.has_work() and not self.full_requested
+        return (self.synced and not self.busy and not self.has_work() and not self.full_due()
                 and self.mirror.revision >= self.reconciler.writer.last_revision)
 
     def problems(self) -> list[dict[str, Any]]:
@@ -503,6 +548,15 @@ class Controller:
         self._tasks: list[asyncio.Task[None]] = []
         self._failures = 0
         self._announced = False
+        self._election_client = EtcdClient(config.etcd)
+        self.election: Election | None = None if config.dry_run else Election(
+            self._election_client, config.election_prefix, config.owner_id, config.election_ttl)
+        self.leading = False
+        self._lost = asyncio.Event()  # a write found the lead lost (fenced)
+        self._step_task: asyncio.Task[None] | None = None
+        if config.dry_run:  # a dry run never campaigns: it plans as a leader would and writes nothing
+            for target in self.targets:
+                target.lead(None)
 
     # -- inputs -------------------------------------------------------------------------------------------------
 
@@ -525,8 +579,14 @@ class Controller:
     def synced(self) -> bool:
         return all(t.synced for t in self.targets)
 
+    def caches_synced(self) -> bool:
+        return all(w.is_ready() for w in self.watches) and all(t.mirror.is_ready() for t in self.targets)
+
     def ready(self) -> bool:
-        return self.synced and all(w.is_ready() for w in self.watches)
+        """Every kind listed and etcd loaded, and - on the leader - the first full sync written (a standby is
+        ready with warm caches: it can take over without a relist)."""
+        standby = self.election is not None and not self.leading and self.election.standing_by is not None
+        return self.caches_synced() and (self.synced or standby)
 
     def idle(self) -> bool:
         """Synced, nothing waiting or being written, and each mirror has seen our last write (for tests and tools:
@@ -545,6 +605,8 @@ class Controller:
             problems.extend(target.problems())
         details: dict[str, Any] = {
             "ready": self.ready(), "synced": self.synced, "pending_names": self._waiting(),
+            "role": "dry run" if self.config.dry_run else ("leader" if self.leading else "standby"),
+            "leader": self.election.standing_by if self.election is not None else None,
             "watches": [{"what": w.what, **w.health()} for w in self.watches], "etcd": self.main.mirror.health(),
         }
         if len(self.targets) > 1:
@@ -579,6 +641,8 @@ class Controller:
             _log_config(self.config)
             self._tasks = [asyncio.create_task(w.run(), name=f"watch {w.what}") for w in self.watches]
             self._tasks += [asyncio.create_task(t.mirror.run(), name=f"etcd mirror {t.label}") for t in self.targets]
+            if self.election is not None:
+                self._tasks.append(asyncio.create_task(self._lead(), name="leader election"))
             loop = asyncio.create_task(self._loop(), name="sync loop")
             stopped = asyncio.create_task(self.stopping.wait())
             await asyncio.wait([loop, stopped, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -594,6 +658,8 @@ class Controller:
             for task in [loop, *self._tasks]:
                 task.cancel()
             await asyncio.gather(loop, *self._tasks, stopped, return_exceptions=True)
+            if self.election is not None:
+                await self.election.resign()  # a standby leads at once instead of waiting out our lease
             log.info("stopped", pending_names=self._waiting())
             return EXIT_SYNC_ERROR if crashed else EXIT_OK
         finally:
@@ -602,6 +668,8 @@ class Controller:
     async def _close(self) -> None:
         for target in self.targets:
             await target.close()
+        with contextlib.suppress(Exception):
+            await self._election_client.close()
         if self._kube_client is not None:
             with contextlib.suppress(Exception):
                 await self._kube_client.close()
@@ -678,8 +746,9 @@ class Controller:
                 await self._step([t for t in self.targets if t.has_work()], Target.flush)
                 continue
             timeout = None
-            if self.config.resync_interval:
-                timeout = max(0.0, min(t.next_full for t in self.targets) - time.monotonic())
+            writing = [t for t in self.targets if t.writes]
+            if self.config.resync_interval and writing:
+                timeout = max(0.0, min(t.next_full for t in writing) - time.monotonic())
             self._wake.clear()
             if any(t.has_work() for t in self.targets) or self.stopping.is_set():
                 continue
@@ -687,13 +756,30 @@ class Controller:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _step(self, targets: list[Target], step: Callable[[Target, TextIO], Awaitable[bool]]) -> None:
-        """One flush or full sync of each target. etcd failing backs off (the names wait); a bug must not stop
-        the syncer nor lose changes: it is logged, and everything is reconciled again after the backoff."""
+        """One flush or full sync of each target, as a task the lead's loss can cancel."""
+        self._step_task = asyncio.create_task(self._run_step(targets, step))
+        try:
+            await self._step_task
+        except asyncio.CancelledError:
+            if self.stopping.is_set() or self.leading:
+                raise
+            log.info("step_cancelled", reason="lost the lead")  # what it had not written, the next leader will
+        finally:
+            self._step_task = None
+
+    async def _run_step(self, targets: list[Target], step: Callable[[Target, TextIO], Awaitable[bool]]) -> None:
+        """etcd failing backs off (the names wait); a lost lead stops writing at once; a bug must not stop the
+        syncer nor lose changes: it is logged, and everything is reconciled again after the backoff."""
         ok = True
         for target in targets:
             target.busy = True
             try:
                 ok = await step(target, self.out) and ok
+            except LostLead as exc:
+                metrics.FENCED_TXNS.inc()
+                log.warning("write_fenced", target=target.label, detail=str(exc))
+                self._lost.set()
+                return
             except Exception as exc:
                 log.error("sync_step_failed", target=target.label, step=step.__name__, error=repr(exc),
                           exc_info=exc)
@@ -705,13 +791,63 @@ class Controller:
         metrics.PENDING_NAMES.set(self._waiting())
         if ok:
             self._failures = 0
-            if not self.ready() or not all(t.synced for t in self.targets):
-                return
-            if self._announced:
-                return
-            self._announced = True
-            log.info("ready", message="every watched kind is listed and the first full sync is written")
+            if self.ready() and self.synced and not self._announced:
+                self._announced = True
+                log.info("ready", message="every watched kind is listed and the first full sync is written")
             return
         self._failures += 1
         ceiling = min(WRITE_BACKOFF[1], WRITE_BACKOFF[0] * 2 ** (self._failures - 1))
         await self._sleep(random.uniform(ceiling / 2, ceiling))
+
+    # -- the lead -----------------------------------------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        """Campaign; lead until the lease can't be kept or a write is fenced; step down; campaign again."""
+        assert self.election is not None
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                leadership = await self.election.campaign()
+            except Exception as exc:  # etcd away: a standby keeps its caches warm and tries again
+                failures += 1
+                log.debug("campaign_failed", error=describe(exc))
+                await self._sleep(min(5.0, 0.2 * 2 ** failures))
+                continue
+            failures = 0
+            self._gain(leadership)
+            keep = asyncio.create_task(self.election.keep())
+            lost = asyncio.create_task(self._lost.wait())
+            try:
+                await asyncio.wait([keep, lost], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                keep.cancel()
+                lost.cancel()
+            if keep.done() and not keep.cancelled() and isinstance(keep.exception(), LostLead):
+                reason = getattr(keep.exception(), "reason", "lease expired")
+            else:
+                reason = "fenced"
+            await self._drop(reason)
+
+    def _gain(self, leadership: Leadership) -> None:
+        self.leading = True
+        self._lost.clear()
+        for target in self.targets:
+            target.lead(leadership)
+        metrics.LEADER.set(1)
+        metrics.LEADER_CHANGES.inc()
+        log.info("leading", owner_id=self.config.owner_id, key=leadership.key.decode(),
+                 revision=leadership.create_revision)
+        self._wake.set()
+
+    async def _drop(self, reason: str) -> None:
+        self.leading = False
+        for target in self.targets:
+            target.lead(None)
+        if self._step_task is not None:
+            self._step_task.cancel()  # nothing more is written; the fence refuses whatever was in flight
+        metrics.LEADER.set(0)
+        metrics.LEADER_CHANGES.inc()
+        log.warning("lost_the_lead", reason=reason, owner_id=self.config.owner_id)
+        assert self.election is not None
+        await self.election.resign()  # our lease may still live: let a successor lead now
+        self._wake.set()

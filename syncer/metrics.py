@@ -17,3 +17,6 @@ DRIFT_REPAIRS = Counter("dnssync_drift_repairs_total", "Owned records put back a
 CACHED_OBJECTS = Gauge("dnssync_cached_objects", "Objects held in the projection caches, by kind", ["kind"])
 LAST_FULL_SYNC = Gauge("dnssync_last_full_sync_timestamp_seconds", "Unix time of the last full reconcile written")
 WATCH_RESTARTS = Counter("dnssync_watch_restarts_total", "Watches restarted by us, by kind and why", ["kind", "reason"])
+LEADER = Gauge("dnssync_leader", "1 while this replica leads (writes) for its owner id, 0 on a standby")
+LEADER_CHANGES = Counter("dnssync_leader_changes_total", "Times this replica gained or lost the lead")
+FENCED_TXNS = Counter("dnssync_fenced_txns_total", "Write transactions refused because this replica no longer led")

@@ -14,16 +14,22 @@ When the compare fails, the name is read again, planned again (same desired endp
 up to ``attempts`` times; then the name is reported as failed (the CLI exits 1) and the other names go on.
 etcd outages are retried with backoff (:mod:`syncer.retrying`) and end in :class:`~syncer.retrying.Unavailable`.
 
-etcd refuses transactions of more than 128 operations (``--max-txn-ops``); a name with more keys than that
-(a headless Service with hundreds of pods) is written in several transactions, each still guarded by its keys'
-revisions, so nothing is overwritten, but that name's change is then not atomic as a whole (logged).
+A leader's writer carries a **fence** (:class:`syncer.etcd.election.Leadership`): every transaction also compares
+the leader key's create revision, and its failure branch reads that key. A transaction that failed because the
+key is gone or is another candidate's raises :class:`~syncer.etcd.election.Fenced` - never retried, never re-planned
+- and no further transaction of that writer is sent until a new fence is set.
+
+etcd refuses transactions of more than 128 operations (``--max-txn-ops``; 127 of ours plus the fence); a name with
+more keys than that (a headless Service with hundreds of pods) is written in several transactions, each still
+guarded by its keys' revisions, so nothing is overwritten, but that name's change is then not atomic as a whole
+(logged).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +40,13 @@ from skydns.etcd import compare_absent, compare_mod, delete_op, put_op, txn
 from skydns.record import encode
 from syncer.current import CurrentRecord
 from syncer.domains import DomainFilter
+from syncer.etcd.election import Fenced, Leadership
 from syncer.etcd.state import read_name
 from syncer.model import Endpoint
 from syncer.plan import Change, calculate
 from syncer.retrying import retry_async
 
-MAX_TXN_OPS = 128
+MAX_TXN_OPS = 127  # etcd refuses more than 128 compares: one is kept for the leader's fence
 log = structlog.get_logger()
 
 
@@ -112,6 +119,8 @@ class Writer:
         self.concurrency = concurrency
         self.last_revision = 0  # the newest revision a transaction of ours committed at
         self.on_commit: Callable[[int], None] | None = None  # told the revision of every write of ours
+        self.fence: Leadership | None = None  # when set, every transaction also checks that we still lead
+        self.fenced: Fenced | None = None  # set once a transaction found the lead lost (until the next fence)
 
     async def apply(self, changes: Sequence[Change], desired: Sequence[Endpoint]) -> ApplyResult:
         """Apply ``changes`` (from :func:`syncer.plan.calculate` over ``desired``), name by name, concurrently."""
@@ -136,10 +145,10 @@ class Writer:
                 result.names += len(names)
                 _count_written(result, ops)
                 return
-            await asyncio.gather(*(one(name) for name in names))  # someone changed one of them: name by name
+            await _all(one(name) for name in names)  # someone changed one of them: name by name
 
         batches, singles = self._batches({name: _ops(cs) for name, cs in by_name.items()})
-        await asyncio.gather(*(batch(names, ops) for names, ops in batches), *(one(name) for name in singles))
+        await _all([*(batch(names, ops) for names, ops in batches), *(one(name) for name in singles)])
         return result
 
     @staticmethod
@@ -200,15 +209,33 @@ class Writer:
         result.failed[name] = reason
 
     async def _transaction(self, name: str, ops: list[_Op]) -> bool:
-        compare = [op.compare for op in ops]
+        fence = self.fence
+        compare = [*(fence.compares() if fence else ()), *(op.compare for op in ops)]
         success = [op.action for op in ops if op.action is not None]
+        failure = fence.failure_ops() if fence else []
 
         async def call() -> bool:
-            succeeded, revision, _ = await txn(self.client, compare, success)
+            if self.fenced is not None:
+                raise self.fenced  # a sibling transaction found the lead lost: send nothing more
+            succeeded, revision, response = await txn(self.client, compare, success, failure)
             if succeeded:
                 self.last_revision = max(self.last_revision, revision)
                 if self.on_commit is not None:
                     self.on_commit(revision)
+            elif fence is not None and not fence.still_held(response):
+                self.fenced = Fenced(f"the leader key {fence.key.decode()} is gone or no longer ours")
+                raise self.fenced
             return succeeded
 
         return await retry_async(call, f"etcd transaction for {name}")
+
+
+async def _all(calls: Iterable[Awaitable[None]]) -> None:
+    """Run ``calls`` concurrently to the end; then raise the first failure (a lost lead first of all)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    for error in errors:
+        if isinstance(error, Fenced):
+            raise error
+    if errors:
+        raise errors[0]
