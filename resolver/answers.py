@@ -2,13 +2,16 @@
 
 :meth:`Answerer.respond` never raises. Protocol decisions:
 
-* A packet shorter than a header, or with QR=1 (a response), gets no answer at all (``None``).
+* A packet shorter than a header, or with QR=1 (a response), gets no answer at all (``None``); every other
+  packet gets one.
 * Opcode other than QUERY -> NOTIMP. No question, more than one question, an unparsable question, trailing
-  bytes after the message, a malformed OPT -> FORMERR (question omitted when it cannot be parsed). EDNS
-  version other than 0 -> BADVERS (RFC 6891) with an OPT of version 0. A TSIG-signed query -> NOTAUTH (we hold
-  no keys).
+  bytes after the message, a malformed OPT, two OPTs -> FORMERR (question omitted when it cannot be parsed).
+  EDNS version other than 0 -> BADVERS (RFC 6891) with an OPT of version 0 and the query's DO bit (RFC 3225
+  §3). A TSIG-signed query -> NOTAUTH (we hold no keys). Every error reply to a query that carries an OPT -
+  even one we could not parse - carries an OPT too (RFC 6891 §7).
 * QCLASS IN is answered; QCLASS ANY is answered like IN (records are class IN); any other class -> REFUSED.
-  QTYPE AXFR/IXFR -> REFUSED (no zone transfers); the meta types OPT/TSIG/TKEY as a question -> FORMERR.
+  QTYPE AXFR/IXFR -> REFUSED over UDP and TCP alike (no client may transfer a zone: an answer, never silence);
+  the meta types OPT/TSIG/TKEY as a question -> FORMERR.
 * Names outside every served zone -> REFUSED (not an open resolver). AA is set on answers from a zone; RD
   and CD are copied from the query; RA is never set.
 * EDNS: a query with an OPT gets an OPT back (payload 1232, DO echoed, no options - options in the query are
@@ -28,9 +31,11 @@ after the ID that were last sent for them, per transport, as long as the cache e
 a repeated query then costs one dict lookup and one concatenation.
 
 Invalidation is driven by the store, never by TTL: while an answer is built, every etcd path it read is
-recorded (subtree and exact reads, wildcard cut prefixes, CNAME targets, glue, apex/NS reads, and the zone for
-negative and SOA answers, whose serial changes with any change in the zone). A change of key K drops the
-entries registered under K and under every ancestor path of K; :meth:`Store.replace` drops everything. Answers
+recorded (:mod:`resolver.lookup` lists them: names with everything below them, closest-encloser and wildcard
+reads, CNAME targets, glue, apex/NS reads, and the zone for negative and SOA answers, whose serial changes with
+any change in the zone). A change of key K drops the entries registered under K and under every ancestor path
+of K, and those registered under the marker ``<parent of K>/`` (answers that read the direct children of a
+path); :meth:`Store.replace` drops everything, a serial that moves drops what was registered under its zone. Answers
 built from leased records (their TTL counts down) are served from the cache for at most one second. The cache
 holds at most ``cache_size`` entries (100,000 by default, about 60 MB at worst); when full, the oldest eighth is
 dropped. The exact-bytes lane holds at most a quarter of that and is simply cleared when full.
@@ -52,7 +57,7 @@ import dns.rdatatype
 import structlog
 
 from resolver import metrics, wire
-from resolver.lookup import RR, Lookup
+from resolver.lookup import RR, Lookup, Mode, SoaFields
 from resolver.store import Store
 
 log = structlog.get_logger()
@@ -114,21 +119,60 @@ def _compose(entry: _Cached, head4: bytes, qname: bytes, edns: bool, do: bool, p
     return b"".join((head4[:2], flags, wire[4:12], qname, wire[qend:]))
 
 
-def _bare(query: bytes, rcode: int) -> bytes:
-    """A header-only reply: the query's ID, opcode and RD, QR set, the rcode."""
+def _bare(query: bytes, rcode: int, opt_flags: int | None = None) -> bytes:
+    """A header-only reply: the query's ID, opcode and RD, QR set, the rcode; with ``opt_flags`` (the query's
+    OPT flags) our OPT, DO copied."""
     qid, flags = struct.unpack_from("!HH", query)
     out_flags = 0x8000 | (flags & 0x7800) | (flags & 0x0100) | (rcode & 0xF)
-    return _HEADER.pack(qid, out_flags, 0, 0, 0, 0)
+    if opt_flags is None:
+        return _HEADER.pack(qid, out_flags, 0, 0, 0, 0)
+    return _HEADER.pack(qid, out_flags, 0, 0, 0, 1) + (_OPT_DO if opt_flags & 0x8000 else _OPT_PLAIN)
+
+
+def _skip_name(q: bytes, pos: int) -> int:
+    """The offset after the (maybe compressed) name at ``pos``; IndexError/ValueError when it is broken."""
+    while True:
+        length = q[pos]
+        if length == 0:
+            return pos + 1
+        if length & 0xC0 == 0xC0:
+            if pos + 1 >= len(q):
+                raise IndexError("cut pointer")
+            return pos + 2
+        if length > 63:
+            raise ValueError("bad label type")
+        pos += length + 1
+
+
+def query_opt_flags(q: bytes) -> int | None:
+    """The flags (DO at 0x8000) of the first OPT record in a query's additional section, read as far as the
+    message can be walked at all; None when there is none (or the message breaks before it)."""
+    try:
+        qd, an, ns, ar = struct.unpack_from("!HHHH", q, 4)
+        pos = 12
+        for _ in range(qd):
+            pos = _skip_name(q, pos) + 4
+        for i in range(an + ns + ar):
+            pos = _skip_name(q, pos)
+            rtype, _, ttl, rdlen = struct.unpack_from("!HHIH", q, pos)
+            if i >= an + ns and rtype == 41:
+                return ttl & 0xFFFF
+            pos += 10 + rdlen
+    except (IndexError, ValueError, struct.error):
+        return None
+    return None
 
 
 class Answerer:
     """Answers DNS queries for ``zones`` from ``store`` (see the module docstring)."""
 
     def __init__(self, store: Store, zones: Sequence[str], *, own_records_only: bool = False,
+                 subtree_answers: bool = False, soa: SoaFields | None = None,
                  min_lease_ttl: int = 30, max_lease_ttl: int = 86400,
                  cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self.store = store
-        self.lookup = Lookup(store, zones, own_records_only=own_records_only, min_lease_ttl=min_lease_ttl,
+        mode = Mode.SUBTREE if subtree_answers else Mode.OWN if own_records_only else Mode.DEFAULT
+        self.lookup = Lookup(store, zones, mode=mode, soa=soa, min_lease_ttl=min_lease_ttl,
                              max_lease_ttl=max_lease_ttl)
         self.cache_size = max(cache_size, 8)
         # The exact-bytes lane holds a copy of each reply: keep it to the hot part (a flood of new names or of
@@ -249,13 +293,14 @@ class Answerer:
             try:
                 response = dns.message.make_response(msg)
                 response.flags |= msg.flags & dns.flags.CD
-                if rcode == dns.rcode.BADVERS:
-                    response.use_edns(0, 0, ADVERTISED_PAYLOAD)
+                if msg.edns >= 0:  # our OPT (version 0 also for BADVERS), the query's DO bit copied
+                    response.use_edns(0, msg.ednsflags & dns.flags.DO, ADVERTISED_PAYLOAD)
                 response.set_rcode(dns.rcode.Rcode.make(rcode))
                 return response.to_wire()
             except Exception:
                 pass
-        return _bare(q, rcode)
+        opt_flags = (msg.ednsflags if msg.edns >= 0 else None) if msg is not None else query_opt_flags(q)
+        return _bare(q, rcode, opt_flags)
 
     # -- building and caching answers ----------------------------------------------------------------------
 
@@ -356,6 +401,13 @@ class Answerer:
         dropped = 0
         deps = self._deps
         for key in keys:
+            children = deps.get(key[:key.rfind("/") + 1])  # answers that read the direct children of its parent
+            if children is not None:
+                if isinstance(children, bytes):
+                    dropped += self._drop(children)
+                else:
+                    for cache_key in list(children):
+                        dropped += self._drop(cache_key)
             path = key
             while path:
                 holders = deps.get(path)

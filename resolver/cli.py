@@ -2,8 +2,10 @@
 
 Every flag can also come from the environment (the flag wins): ``DNSSYNC_RESOLVER_ZONE`` (comma-separated),
 ``DNSSYNC_RESOLVER_PREFIX``, ``DNSSYNC_RESOLVER_LISTEN``, ``DNSSYNC_RESOLVER_HTTP_LISTEN``,
-``DNSSYNC_RESOLVER_LOG_FORMAT``, ``DNSSYNC_RESOLVER_LOG_LEVEL``, ``DNSSYNC_RESOLVER_OWN_RECORDS_ONLY``
-(true/false), ``DNSSYNC_RESOLVER_MIN_LEASE_TTL``, ``DNSSYNC_RESOLVER_MAX_LEASE_TTL``, ``DNSSYNC_RESOLVER_FORWARD``
+``DNSSYNC_RESOLVER_LOG_FORMAT``, ``DNSSYNC_RESOLVER_LOG_LEVEL``, ``DNSSYNC_RESOLVER_OWN_RECORDS_ONLY`` and
+``DNSSYNC_RESOLVER_SUBTREE_ANSWERS`` (true/false), ``DNSSYNC_RESOLVER_SOA_MNAME``, ``..._SOA_RNAME``,
+``..._SOA_REFRESH``, ``..._SOA_RETRY``, ``..._SOA_EXPIRE``, ``..._SOA_MINIMUM``,
+``DNSSYNC_RESOLVER_MIN_LEASE_TTL``, ``DNSSYNC_RESOLVER_MAX_LEASE_TTL``, ``DNSSYNC_RESOLVER_FORWARD``
 and ``DNSSYNC_RESOLVER_ALLOW_RECURSION`` (comma-separated), ``DNSSYNC_RESOLVER_FORWARD_POLICY``, ``..._TIMEOUT``,
 ``..._HEALTH_CHECK``, ``..._MAX_FAILS``, ``DNSSYNC_RESOLVER_LOG_QUERIES`` (true/false),
 ``DNSSYNC_RESOLVER_LOG_QUERIES_RATE``; ``--etcd-endpoints`` falls back to ``ETCD_URLS``, TLS and auth come from
@@ -38,7 +40,9 @@ from typing import Any, NoReturn
 
 import structlog
 
+from resolver import serials
 from resolver.forward import POLICIES, Forwarder, ForwardSettings
+from resolver.lookup import SoaFields, soa_name
 from resolver.querylog import QueryLog, parse_rate
 from resolver.server import DnsServer, Respond, servfail
 from resolver.views import View, ViewDispatcher, ViewSpec, check_views, parse_view
@@ -91,6 +95,19 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                    metavar="DURATION", help="lower bound of a leased key's TTL (default 30s)")
     p.add_argument("--max-lease-ttl", type=_duration_arg, default=default("MAX_LEASE_TTL", "24h"),
                    metavar="DURATION", help="upper bound of a leased key's TTL (default 24h)")
+    p.add_argument("--subtree-answers", action=argparse.BooleanOptionalAction,
+                   default=env.get(ENV + "SUBTREE_ANSWERS", "").strip().lower() in TRUE_WORDS,
+                   help="CoreDNS compatibility: a name answers every record below it and the query labels * and "
+                        "any are wildcards (still never a CNAME beside other data)")
+    p.add_argument("--soa-mname", default=default("SOA_MNAME", ""), metavar="NAME",
+                   help="the SOA's primary server name (default ns.dns.<zone>)")
+    p.add_argument("--soa-rname", default=default("SOA_RNAME", ""), metavar="MAILBOX",
+                   help="the SOA's responsible mailbox, a name or user@domain (default hostmaster.<zone>)")
+    for timer, fallback in (("refresh", "7200"), ("retry", "1800"), ("expire", "86400"), ("minimum", "30")):
+        p.add_argument(f"--soa-{timer}", type=_duration_arg, default=default(f"SOA_{timer.upper()}", fallback),
+                       metavar="DURATION", help=f"the SOA's {timer.upper()} (default {fallback}s"
+                       + ("; also the SOA's TTL, so how long negative answers are cached)" if timer == "minimum"
+                          else ")"))
     p.add_argument("--view", action="append", metavar="NAME=CIDR[,CIDR...]",
                    help="answer clients in these networks from the view NAME's records first (repeatable); "
                         "env DNSSYNC_RESOLVER_VIEW, views separated by ';'")
@@ -127,6 +144,8 @@ class ResolverConfig:
     log_format: str = "text"
     log_level: str = "info"
     own_records_only: bool = False
+    subtree_answers: bool = False
+    soa: SoaFields | None = None  # None: CoreDNS's values
     min_lease_ttl: int = 30
     max_lease_ttl: int = 86400
     views: tuple[ViewSpec, ...] = ()
@@ -145,9 +164,12 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
     zones_raw = args.zone or [z for z in env.get(ENV + "ZONE", "").split(",") if z.strip()]
     if not zones_raw:
         parser.error("at least one --zone is required (or DNSSYNC_RESOLVER_ZONE)")
-    own_env = env.get(ENV + "OWN_RECORDS_ONLY", "").strip().lower()
-    if own_env not in TRUE_WORDS | FALSE_WORDS:
-        parser.error(f"DNSSYNC_RESOLVER_OWN_RECORDS_ONLY must be true or false, not {own_env!r}")
+    for flag in ("OWN_RECORDS_ONLY", "SUBTREE_ANSWERS"):
+        word = env.get(ENV + flag, "").strip().lower()
+        if word not in TRUE_WORDS | FALSE_WORDS:
+            parser.error(f"DNSSYNC_RESOLVER_{flag} must be true or false, not {word!r}")
+    if args.own_records_only and args.subtree_answers:
+        parser.error("--own-records-only and --subtree-answers exclude each other")
     try:
         zones = tuple(dict.fromkeys(normalize_name(z.strip()) for z in zones_raw))
         prefix = normalize_prefix(args.prefix)
@@ -169,11 +191,27 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
     min_ttl, max_ttl = args.min_lease_ttl, args.max_lease_ttl  # argparse converts string defaults with type=, too
     if min_ttl > max_ttl:
         parser.error(f"--min-lease-ttl ({min_ttl}s) is above --max-lease-ttl ({max_ttl}s)")
+    soa = _soa_fields(parser, args)
     return ResolverConfig(zones=zones, etcd=etcd, prefix=prefix, listen=listen, http_listen=http_listen,
                           log_format=args.log_format, log_level=args.log_level,
-                          own_records_only=args.own_records_only, min_lease_ttl=min_ttl, max_lease_ttl=max_ttl,
+                          own_records_only=args.own_records_only, subtree_answers=args.subtree_answers, soa=soa,
+                          min_lease_ttl=min_ttl, max_lease_ttl=max_ttl,
                           views=views, workers=workers, forward=forward, log_queries=log_queries,
                           log_queries_rate=log_queries_rate)
+
+
+def _soa_fields(parser: argparse.ArgumentParser, args: argparse.Namespace) -> SoaFields:
+    """The --soa-* flags, checked: names valid, timers within RFC 2181's 31 bits."""
+    timers = {t: getattr(args, f"soa_{t}") for t in ("refresh", "retry", "expire", "minimum")}
+    for timer, value in timers.items():
+        if not 0 <= value <= 0x7FFFFFFF:
+            parser.error(f"--soa-{timer} must be between 0 and 2147483647 seconds, not {value}")
+    try:
+        mname = soa_name(args.soa_mname) if args.soa_mname else None
+        rname = soa_name(args.soa_rname, mailbox=True) if args.soa_rname else None
+    except ValueError as exc:
+        parser.error(f"--soa-mname/--soa-rname: {exc}")
+    return SoaFields(mname=mname, rname=rname, **timers)
 
 
 StoreFactory = Callable[[ResolverConfig], MirrorStore]
@@ -188,6 +226,7 @@ def _real_store(config: ResolverConfig) -> MirrorStore:
 def _real_answerer(config: ResolverConfig, store: Any) -> Respond:
     from resolver.answers import Answerer
     answerer = Answerer(store, config.zones, own_records_only=config.own_records_only,
+                        subtree_answers=config.subtree_answers, soa=config.soa,
                         min_lease_ttl=config.min_lease_ttl, max_lease_ttl=config.max_lease_ttl)
     return answerer.respond
 
@@ -209,6 +248,7 @@ class Resolver:
         self.mirror: EtcdMirror | None = None
         self.http: HealthServer | None = None
         self._mirror_task: asyncio.Task[None] | None = None
+        self._serials: dict[int, asyncio.Task[dict[str, int | None]]] = {}  # store id -> its history read
         # Forwarding (resolver.forward): in front of the main records' answerer, behind the views.
         self.forwarder: Forwarder | None = None
         if config.forward is not None:
@@ -246,8 +286,21 @@ class Resolver:
                 and all(v.mirror is not None and v.mirror.is_ready() for v in self.views))
 
     def _loaded(self) -> None:
+        self._catch_up_serials()
         if self._ready():
             self.dns.set_responder(self._respond)
+
+    def _catch_up_serials(self) -> None:
+        """Once per store, right after its first load: SOA serials that count the deletes the load could not
+        see, from etcd's history (resolver.serials); :meth:`serials_exact` waits for them."""
+        for store in (self.store, *(v.store for v in self.views)):
+            anchors = getattr(store, "serial_anchors", None)
+            if anchors is not None and anchors() and id(store) not in self._serials and self.client is not None:
+                self._serials[id(store)] = asyncio.create_task(serials.catch_up(self.client, store))
+
+    async def serials_exact(self) -> None:
+        """Wait until the serials of every store loaded so far include etcd's history."""
+        await asyncio.gather(*self._serials.values())
 
     def _health(self) -> tuple[bool, dict[str, Any]]:
         if self.mirror is None:
@@ -284,7 +337,9 @@ class Resolver:
         await self.dns.start()
 
     async def stop(self) -> None:
-        tasks = [t for t in [self._mirror_task] + [t for _, t in self._view_mirrors] if t is not None]
+        tasks: list[asyncio.Task[Any]] = [t for t in [self._mirror_task] + [t for _, t in self._view_mirrors]
+                                          if t is not None]
+        tasks += self._serials.values()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -1,81 +1,149 @@
-"""The CoreDNS ``etcd`` plugin's query semantics, as a pure function of the store and one question.
+"""Answers to one question from the SkyDNS records, as a pure function of the store: always valid DNS.
 
 :meth:`Lookup.resolve` takes a question and returns the rcode and the three sections as ``(owner, ttl, type,
 rdata)`` records (owner names as label tuples; :mod:`resolver.wire` encodes them), plus every etcd path it read
 (the answer cache uses them to drop exactly the answers a change touches). Nothing here does I/O.
 
-What is reproduced (see ``/work/shared/reference/coredns-etcd-plugin.md`` for the plugin's behaviour):
+The SkyDNS model is kept: records are etcd keys (the reversed name under the prefix), one record per key, and a
+name answers the records of its own key, its per-target leaf keys and, for SkyDNS service entries, the instance
+keys below it. On top of that every answer is valid DNS (RFC 1034, 2181, 2308, 4592, 6604, 8020, 8482), which
+CoreDNS's ``etcd`` plugin does not guarantee (see ``/work/shared/reference/coredns-etcd-plugin.md``).
 
-* Reads: a name reads its whole subtree (keys under ``path/``), and the exact key only when there is no
-  subkey; nothing at all is a name error (NXDOMAIN). CNAME and PTR queries read the exact key only.
-* Query wildcards: a label ``*`` or ``any`` cuts the read path before it; keys are then filtered position by
-  position (keys may be longer than the name, shorter ones are dropped). Keys containing ``*`` are not
-  wildcards.
-* ``group`` (the shallowest key's group wins, group-less always kept, disagreement at that depth keeps all),
-  ``targetstrip``, default SRV/MX priority 10, SRV weights ``floor(100*w/sum)`` per priority (0 counts as
-  100, 0 becomes 1, the sum taken before deduplication), SRV dedupe by (target, port) for IP hosts.
-* Host classification (``skydns.record.host_kind``): IP -> A/AAAA; a name -> CNAME (A/AAAA/TXT queries,
-  chased), SRV target, MX exchange, PTR target; a name plus text -> TXT only.
-* CNAME chasing for A/AAAA/TXT: skipped when the target is the name itself or below it, when the chain holds
-  more than 10 CNAMEs or the target was already visited. A target in the same zone is resolved and the CNAME is
-  dropped when that yields nothing (as CoreDNS). A target in another served zone is resolved there and the
-  CNAME kept even when that yields nothing (what CoreDNS does through its self-upstream). A target outside
-  every served zone is returned as is: **we are not a recursive resolver** and do not look it up (CoreDNS
-  asks its upstream / forward plugin).
-* Apex A/AAAA: ``apex.dns.<zone>`` first; only when that name does not exist, the whole zone (CoreDNS's
-  fallback). NS: only at the apex, from ``ns.dns.<zone>``; elsewhere like an unknown type.
-* SOA for any name in the zone (owner = the zone, no existence check), and in the authority section of
-  NXDOMAIN/NODATA: ``<zone> 30 IN SOA ns.dns.<zone> hostmaster.<zone> SERIAL 7200 1800 86400 30``.
-* Other types (ANY, CAA, ...) and NS below the apex: NODATA if an A lookup finds the name, else NXDOMAIN.
-* TTL: ``ttl`` or 300; a leased key: the remaining lease seconds clamped to [min_lease_ttl, max_lease_ttl],
-  the smaller of that and a non-zero ``ttl``.
+**Which keys a name reads.** For a name N at key path P (the three modes are mutually exclusive):
 
-Where this does better than CoreDNS (on purpose):
+* N's *own records*: the value at P itself, and the values of P's direct children that are leaves (no subkeys)
+  with ``targetstrip >= 1`` (the ``<name>/<leaf>`` per-target keys ExternalDNS and dnssync write). Every mode.
+* N's *instances* (default mode): P's other direct children that are leaves - the instance keys of a SkyDNS
+  service (``_sip._tcp`` answers the SRV of ``_sip/pbx`` and ``_sip/backup``; ``dual`` the A of ``dual/x1`` and
+  the AAAA of ``dual/x2``). Nothing deeper: a key two levels down belongs to a name below N, which answers for it
+  (a ``<name>/<leaf>`` key to that name, an instance key to its parent), so a name with names below it and no
+  records of its own (``_tcp`` above ``_sip._tcp``) is an empty non-terminal: NODATA. A ``*`` child is a
+  wildcard's key, never one of N's records (in this mode and the next).
+* ``own_records_only``: own records only, never instances.
+* ``subtree_answers`` (CoreDNS compatibility): CoreDNS's read - every key under ``P/`` at any depth (SkyDNS's
+  "every service under ``east``"), and the value at P only when there is none (``region2`` ignores its own key)
+  - plus CoreDNS's query wildcards: a query label ``*`` or ``any`` cuts the read before it and the keys read are
+  filtered position by position (keys may be longer than the name, shorter ones are dropped). Without the flag
+  nothing treats ``*``/``any`` in a query as special.
+* The zone apex never aggregates the zone: it answers its own records (the zone key and its per-target leaves)
+  and every key at or under ``dns/apex`` (``dns/apex/v4``, ``dns/apex/mx``, ``dns/apex/spf``: the documented
+  place for apex A, AAAA, MX, TXT and SRV). Only under ``subtree_answers`` does the apex read as CoreDNS does:
+  A/AAAA from ``apex.dns`` and, when that does not exist, the whole zone; other types the whole zone.
 
-* a value that does not decode is skipped (the name's other records are still answered); CoreDNS SERVFAILs;
-* the SOA serial is the etcd revision of the zone's latest change (CoreDNS: the current unix time);
-* glue for SRV/MX/NS name targets inside any served zone carries A *and* AAAA (CoreDNS: only A), and MX glue is
-  named after the (target-stripped) exchange it belongs to (CoreDNS uses the unstripped key name, ``mxip-01``);
-* an NS value with a name host gives an NS to that name (CoreDNS SERVFAILs, ``bad-08``);
-* names are built from keys with the full prefix removed, so multi-element prefixes work;
-* TXT text is split in 255-byte strings without CoreDNS's empty trailing string at exact multiples of 255;
-* records of one RRset share one TTL, the smallest (RFC 2181); CoreDNS may send differing TTLs;
-* the zone apex is never NXDOMAIN (CoreDNS answers NXDOMAIN for the apex NS without ``dns/ns`` data and for
-  the apex A of an empty zone; with RFC 8020 a resolver would then treat the whole zone as gone): NODATA;
-* ``own_records_only`` (CoreDNS #3803, off by default): a name answers only its *own* records - the value at
-  its exact key, plus the values of its direct child keys that are leaves (no subkeys) and have
-  ``targetstrip >= 1`` (ExternalDNS's ``<name>/<random>`` per-target keys). Deeper names' records are not
-  returned, and the zone apex no longer falls back to the whole zone. Existence (NXDOMAIN vs NODATA) is still
-  decided on the subtree, so parents of records are empty non-terminals (NODATA). The special ``apex.dns`` and
-  ``ns.dns`` reads keep the subtree rule.
+``group`` then filters the keys read (the shallowest key's group wins, group-less kept, disagreement at that
+depth keeps all; CoreDNS's rule), after CoreDNS's pre-filter (a key counts when it has a ``host``, or ``text``
+for TXT). A value that does not decode is skipped (CoreDNS SERVFAILs). Keys with upper case are never found.
+
+**CNAMEs** (RFC 1034 §3.6.2, RFC 2181 §10.1): an *alias* is an own record whose host is a name and that carries
+no ``text``, ``port``, ``priority``, ``weight`` or ``mail`` (those make it TXT, SRV or MX data). A name with an
+alias is a CNAME and nothing else: it answers every type with that one CNAME (the first alias in key order, so
+never two) followed by the chase of the target inside the served zones, and a CNAME or ANY question with the
+CNAME alone. Records below a name never contribute a CNAME (a name host there is only ever an SRV or MX
+target). The apex is never a CNAME (it holds the SOA and NS), nor is any name in a reverse zone (under
+``in-addr.arpa.``/``ip6.arpa.``), where a name host is a PTR target. The chase follows the target through the
+served zones (wildcards included) for the question's type; at most 10 CNAMEs, a repeated name stops it; the
+rcode and the authority section are those of the last name (RFC 6604), so a CNAME to a missing name of ours is
+NXDOMAIN with the CNAME in the answer; a target outside every served zone ends the chain with the CNAME alone:
+**we are not a recursive resolver** (the client's resolver follows it).
+
+**Existence and wildcards** (RFC 4592): a name exists when some key is at or below it (empty non-terminals
+exist: NODATA, never NXDOMAIN, so RFC 8020 resolvers keep the names below). A name that does not exist is
+answered from the wildcard ``*.<closest encloser>`` when that exists (the closest encloser is the longest
+existing ancestor; owner = QNAME; a record name with ``*`` as its leftmost label is a wildcard, e.g. the key
+``apps/*/<leaf>`` dnssync writes for ``*.apps.example.org``); otherwise NXDOMAIN. No synthesis where the name
+exists, and a ``*`` elsewhere in a name is an ordinary label. The apex always exists.
+
+**Types.** A/AAAA: the IP hosts of the matching family (deduplicated). TXT: ``text`` values (a ``text`` next to
+an IP host is never served, a name host with ``text`` is TXT only - CoreDNS's classification). SRV: one record
+per key with a port other than -1 (IP hosts get the key's name as target, with glue; name hosts are the target,
+``targetstrip`` applied; default priority 10, weights ``floor(100*w/sum)`` per priority, 0 counting as 100 and
+becoming 1, deduplicated by (target, port) for IP hosts). MX: keys with ``mail``, likewise. Glue for in-zone
+name targets carries A and AAAA (CNAME chains included). PTR: the own name hosts. NS at the apex only, from
+``ns.dns.<zone>`` (an IP host names its key, with glue; a name host is the NS target). SOA at the apex only
+(owner = the zone). ANY (RFC 8482): one RRset - the CNAME, else the first of A, AAAA, MX, TXT, SRV (PTR in a
+reverse zone) that has data - else a synthesised ``HINFO "RFC8482" ""``. Everything else: NODATA. NODATA and
+NXDOMAIN carry the zone's SOA in the authority section.
+
+**TTL**: ``ttl`` or 300; a leased key: the remaining lease seconds clamped to [min_lease_ttl, max_lease_ttl],
+the smaller of that and a non-zero ``ttl``; one RRset shares the smallest TTL (RFC 2181, in :mod:`resolver.wire`).
+
+**SOA**: ``<zone> MINIMUM IN SOA MNAME RNAME SERIAL REFRESH RETRY EXPIRE MINIMUM`` with CoreDNS's values by
+default (``ns.dns.<zone>``, ``hostmaster.<zone>``, 7200 1800 86400 30; the TTL is MINIMUM, so that negative
+answers are cached for MINIMUM seconds as RFC 2308 computes it). The serial is the etcd revision of the zone's
+latest change (:meth:`resolver.store.Store.last_change`).
+
+**Reads recorded** (for the answer cache): a name's path (its key and everything below), the wildcard path and
+every ancestor tried for the closest encloser, CNAME targets and glue names, ``dns/ns`` and ``dns/apex``; for the
+apex's own records the marker ``<zone path>/`` (any direct child of the zone key changes) and the paths of its
+per-target leaf candidates; the zone's path for every answer holding its SOA (the serial moves with any change).
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from resolver.store import Entry, Labels, Store
-from skydns.names import normalize_name
+from skydns.names import InvalidNameError, name_labels, normalize_name
 from skydns.record import HostKind
 
 # DNS numbers used here (kept local: dnspython's enums are slow on this path).
-T_A, T_NS, T_CNAME, T_SOA, T_PTR, T_MX, T_TXT, T_AAAA, T_SRV = 1, 2, 5, 6, 12, 15, 16, 28, 33
+T_A, T_NS, T_CNAME, T_SOA, T_HINFO, T_PTR, T_MX, T_TXT, T_AAAA, T_SRV, T_ANY = (
+    1, 2, 5, 6, 13, 12, 15, 16, 28, 33, 255)
 NOERROR, NXDOMAIN, REFUSED = 0, 3, 5
 
 DEFAULT_TTL = 300
 DEFAULT_PRIORITY = 10
 MAX_CNAME_CHAIN = 10
-SOA_TTL = 30
-SOA_TIMERS = (7200, 1800, 86400, 30)  # refresh, retry, expire, minimum
+HINFO_TTL = 3789  # RFC 8482's example; the synthesised HINFO never changes
+ANY_ORDER = (T_A, T_AAAA, T_MX, T_TXT, T_SRV)
 
 # One resource record: (owner labels, ttl, type, rdata). The rdata by type:
-#   A/AAAA: packed address bytes; CNAME/NS/PTR: Labels; MX: (preference, Labels);
+#   A/AAAA: packed address bytes; CNAME/NS/PTR: Labels; MX: (preference, Labels); HINFO: (cpu, os) byte strings;
 #   SRV: (priority, weight, port, Labels); TXT: tuple of byte strings; SOA: (mname, rname, serial, 4 timers).
 RR = tuple[Labels, int, int, Any]
-Svc = tuple[Entry, int]  # an entry with a record, and its TTL
+Item = tuple[Entry, int, bool]  # an entry with a record, its TTL, and whether it is one of the name's own records
+
+
+class Mode(enum.Enum):
+    """Which keys a name reads (module docstring)."""
+
+    DEFAULT = "default"
+    OWN = "own"  # --own-records-only
+    SUBTREE = "subtree"  # --subtree-answers
+
+
+@dataclass(frozen=True, slots=True)
+class SoaFields:
+    """The synthesised SOA's fields; ``mname``/``rname`` None: ``ns.dns.<zone>`` / ``hostmaster.<zone>``."""
+
+    mname: Labels | None = None
+    rname: Labels | None = None
+    refresh: int = 7200
+    retry: int = 1800
+    expire: int = 86400
+    minimum: int = 30
+
+
+def soa_name(text: str, *, mailbox: bool = False) -> Labels:
+    """An SOA MNAME, or with ``mailbox`` an RNAME (``hostmaster@example.org`` is accepted and written as
+    ``hostmaster.example.org``, a dot in the local part kept inside its label). Raises ``ValueError``."""
+    local: list[bytes] = []
+    if mailbox and "@" in text:
+        user, _, text = text.partition("@")
+        if not user or len(user) > 63:
+            raise ValueError(f"invalid mailbox {user!r}@{text!r}")
+        local = [user.encode("ascii", "strict")]
+    try:
+        labels = name_labels(normalize_name(text))
+    except (InvalidNameError, UnicodeError) as exc:
+        raise ValueError(str(exc)) from None
+    if not labels:
+        raise ValueError(f"invalid name {text!r}: the root is not a host name")
+    return tuple(local) + tuple(label.encode("ascii") for label in labels)
 
 
 @dataclass(slots=True)
@@ -95,6 +163,15 @@ class Zone:
     name: Labels  # lower case
     labels: tuple[str, ...]  # the same, as text
     path: str
+    reverse: bool  # under in-addr.arpa. or ip6.arpa.: name hosts are PTR targets, never CNAMEs
+
+
+@dataclass(slots=True)
+class _Node:
+    """What one name holds for one question type: its items (after group) and its CNAME, if it is one."""
+
+    items: list[Item]
+    alias: Item | None = None
 
 
 class _Ctx:
@@ -124,12 +201,6 @@ def text_labels(labels: Labels) -> list[str] | None:
     return out
 
 
-def is_subdomain(child: Labels, parent: Labels) -> bool:
-    """``child`` equals ``parent`` or lies below it (case-insensitive)."""
-    n, k = len(child), len(parent)
-    return k <= n and lower(child[n - k:]) == lower(parent)
-
-
 def strip(labels: Labels, count: int) -> Labels:
     """Drop ``count`` leftmost labels, unless that would leave nothing (then keep the name whole)."""
     if count <= 0 or count >= len(labels):
@@ -142,20 +213,39 @@ def txt_strings(text: str) -> tuple[bytes, ...]:
     return tuple(data[i:i + 255] for i in range(0, len(data), 255)) or (b"",)
 
 
-class Lookup:
-    """CoreDNS ``etcd`` plugin semantics over a :class:`Store` (see the module docstring)."""
+def is_alias(entry: Entry) -> bool:
+    """A name host that is neither TXT, SRV nor MX data: a CNAME when it is one of a name's own records."""
+    rec = entry.record
+    return (entry.kind is HostKind.CNAME and entry.target is not None and rec is not None and not rec.mail
+            and rec.port in (0, -1) and not rec.priority and not rec.weight)
 
-    def __init__(self, store: Store, zones: Sequence[str], *, own_records_only: bool = False,
-                 min_lease_ttl: int = 30, max_lease_ttl: int = 86400) -> None:
+
+def _per_target(entry: Entry) -> bool:
+    return entry.record is not None and entry.record.targetstrip >= 1
+
+
+def _leaf(sub: list[Entry], i: int) -> bool:
+    """``sub[i]`` has no subkeys (``sub`` is a subtree in key order, so they would follow it at once)."""
+    return i + 1 == len(sub) or not sub[i + 1].key.startswith(sub[i].key + "/")
+
+
+class Lookup:
+    """Valid-DNS answers over a :class:`Store` (see the module docstring)."""
+
+    def __init__(self, store: Store, zones: Sequence[str], *, mode: Mode = Mode.DEFAULT,
+                 own_records_only: bool = False, soa: SoaFields | None = None, min_lease_ttl: int = 30,
+                 max_lease_ttl: int = 86400) -> None:
         self.store = store
-        self.own_records_only = own_records_only
+        self.mode = Mode.OWN if own_records_only and mode is Mode.DEFAULT else mode
+        self.soa_fields = soa or SoaFields()
         self.min_lease_ttl = min_lease_ttl
         self.max_lease_ttl = max_lease_ttl
         zs: list[Zone] = []
         for z in zones:
             text = normalize_name(z)
             labels = tuple(label for label in text.split(".") if label)
-            zs.append(Zone(tuple(label.encode("ascii") for label in labels), labels, self._path(labels)))
+            zs.append(Zone(tuple(label.encode("ascii") for label in labels), labels, self._path(labels),
+                           labels[-2:] in (("in-addr", "arpa"), ("ip6", "arpa"))))
         # Longest first, so the first match is the longest matching zone.
         self.zones = sorted(zs, key=lambda z: len(z.labels), reverse=True)
         for zone in self.zones:
@@ -184,8 +274,11 @@ class Lookup:
         return self.store.last_change(zone.path) & 0xFFFFFFFF
 
     def soa(self, zone: Zone) -> RR:
-        rdata = ((b"ns", b"dns", *zone.name), (b"hostmaster", *zone.name), self.serial(zone), *SOA_TIMERS)
-        return (zone.name, SOA_TTL, T_SOA, rdata)
+        f = self.soa_fields
+        mname = f.mname if f.mname is not None else (b"ns", b"dns", *zone.name)
+        rname = f.rname if f.rname is not None else (b"hostmaster", *zone.name)
+        rdata = (mname, rname, self.serial(zone), f.refresh, f.retry, f.expire, f.minimum)
+        return (zone.name, f.minimum, T_SOA, rdata)
 
     def _ttl(self, ctx: _Ctx, entry: Entry, ttl: int) -> int:
         deadline = entry.lease_deadline
@@ -208,125 +301,230 @@ class Lookup:
     def _address(e: Entry, owner: Labels, ttl: int) -> RR:
         return (owner, ttl, T_A if e.kind is HostKind.A else T_AAAA, e.ip)
 
+    def _negative(self, ctx: _Ctx, zone: Zone, res: Result, rcode: int) -> None:
+        """NODATA (NOERROR) or NXDOMAIN for the last name of the answer: the zone's SOA in authority."""
+        res.rcode = rcode
+        res.authority.append(self.soa(zone))
+        ctx.reads.add(zone.path)
+
     # -- reads ---------------------------------------------------------------------------------------------
 
-    def _services(self, ctx: _Ctx, labels: Sequence[str], qtype: int, *, exact: bool = False,
-                  own: bool | None = None) -> list[Svc] | None:
-        """CoreDNS ``Services``: read, wildcard filter, decode/TTL/pre-filter, group. None = name error."""
+    def _read_name(self, ctx: _Ctx, path: str) -> list[tuple[Entry, bool]] | None:
+        """The keys a (non-apex) name reads, as (entry, own); None when no key is at or under ``path``."""
         store = self.store
-        rev = list(reversed(labels))
-        star = False
-        cut = rev
-        for i, label in enumerate(rev):
-            if label == "*" or label == "any":
-                cut = rev[:i]
-                star = True
-                break
-        path = store.prefix + "".join("/" + label for label in cut)
         ctx.reads.add(path)
-        entries: list[Entry]
-        if exact:
-            one = store.get(path)
-            if one is None:
+        exact = store.get(path)
+        sub = store.subtree(path)
+        if exact is None and not sub:
+            return None
+        mode = self.mode
+        out: list[tuple[Entry, bool]] = []
+        if exact is not None and (mode is not Mode.SUBTREE or not sub):
+            out.append((exact, True))
+        base = len(path) + 1
+        for i, e in enumerate(sub):
+            rel = e.key[base:]
+            if mode is Mode.SUBTREE:
+                out.append((e, "/" not in rel and _per_target(e) and _leaf(sub, i)))
+            elif "/" not in rel and rel != "*" and _leaf(sub, i):
+                if _per_target(e):
+                    out.append((e, True))
+                elif mode is Mode.DEFAULT:
+                    out.append((e, False))  # an instance key
+        return out
+
+    def _read_apex(self, ctx: _Ctx, zone: Zone, qtype: int) -> list[tuple[Entry, bool]]:
+        """The apex's own records: the zone key, its per-target leaves, ``dns/apex`` (module docstring)."""
+        store = self.store
+        if self.mode is Mode.SUBTREE:
+            return self._read_apex_coredns(ctx, zone, qtype)
+        path = zone.path
+        ctx.reads.add(path[:path.rfind("/") + 1])  # the zone key itself (and its siblings)
+        ctx.reads.add(path + "/")  # any direct child of the zone key
+        out: list[tuple[Entry, bool]] = []
+        exact = store.get(path)
+        if exact is not None:
+            out.append((exact, True))
+        for e in store.tracked_children(path):
+            ctx.reads.add(e.key)  # it stops (or starts) being a leaf when keys appear (vanish) below it
+            rec = e.record
+            if rec is not None and rec.targetstrip >= 1 and not store.has_subkeys(e.key):
+                out.append((e, True))
+        apex = path + "/dns/apex"
+        ctx.reads.add(apex)
+        apex_exact = store.get(apex)
+        if apex_exact is not None:
+            out.append((apex_exact, True))
+        out.extend((e, True) for e in store.subtree(apex))
+        out.sort(key=lambda item: item[0].key)
+        return out
+
+    def _read_apex_coredns(self, ctx: _Ctx, zone: Zone, qtype: int) -> list[tuple[Entry, bool]]:
+        """CoreDNS's apex: A/AAAA from ``apex.dns`` (whole zone when it does not exist), other types the zone."""
+        if qtype in (T_A, T_AAAA):
+            found = self._read_coredns(ctx, self._path(("apex", "dns", *zone.labels)), ())
+            if found is not None:
+                return found
+        return self._read_coredns(ctx, zone.path, ()) or []
+
+    def _read_coredns(self, ctx: _Ctx, path: str, pattern: Sequence[str]) -> list[tuple[Entry, bool]] | None:
+        """CoreDNS's ``Records``: the keys under ``path/`` (the exact key when there are none), filtered by a
+        query-wildcard ``pattern`` (the reversed labels after the cut). None: no key at all."""
+        store = self.store
+        ctx.reads.add(path)
+        entries = store.subtree(path)
+        if not entries:
+            exact = store.get(path)
+            if exact is None:
                 return None
-            entries = [one]
-        else:
-            entries = store.subtree(path)
-            if not entries:
-                one = store.get(path)
-                if one is None:
-                    return None
-                entries = [one]
-        base_len = len(store.prefix) + 1
-        if star:
+            entries = [exact]
+        if pattern:
+            base_len = len(store.prefix) + 1
+            start = path.count("/") - store.prefix.count("/")
             kept: list[Entry] = []
             for e in entries:
-                parts = e.key[base_len:].split("/")
-                if len(parts) < len(rev):
-                    continue
-                if all(label in ("*", "any") or parts[i] == label for i, label in enumerate(rev)):
+                parts = e.key[base_len:].split("/")[start:]
+                if len(parts) >= len(pattern) and all(
+                        label in ("*", "any") or parts[i] == label for i, label in enumerate(pattern)):
                     kept.append(e)
             entries = kept
-        own_only = self.own_records_only if own is None else own
-        if own_only and not exact:
-            itself = store.get(path)
-            if itself is not None and (not entries or entries[0] is not itself):
-                entries = [itself, *entries]  # its own value counts even when it has subkeys
-        if own_only:
-            name_depth = store.prefix.count("/") + len(rev)
-            entries = [e for e in entries
-                       if e.depth == name_depth
-                       or (e.depth == name_depth + 1 and e.record is not None and e.record.targetstrip >= 1
-                           and not store.has_subkeys(e.key))]
-        out: list[Svc] = []
-        for e in entries:
+        return [(e, False) for e in entries]
+
+    def _items(self, ctx: _Ctx, read: list[tuple[Entry, bool]], qtype: int) -> list[Item]:
+        """CoreDNS's pre-filter (a host, or text for TXT), TTLs, then ``group``."""
+        out: list[Item] = []
+        for e, own in read:
             rec = e.record
             if rec is None:
                 continue  # a value that did not decode: skipped (CoreDNS would SERVFAIL)
             if rec.host or (qtype == T_TXT and rec.text):
-                out.append((e, self._ttl(ctx, e, rec.ttl)))
+                out.append((e, self._ttl(ctx, e, rec.ttl), own))
         return _group(out)
 
-    def _apex_or_services(self, ctx: _Ctx, zone: Zone, labels: Sequence[str], qtype: int) -> list[Svc] | None:
-        if tuple(labels) == zone.labels:
-            found = self._services(ctx, ("apex", "dns", *zone.labels), qtype, own=False)
-            if found is not None:
-                return found
-        return self._services(ctx, labels, qtype)
+    def _node(self, ctx: _Ctx, zone: Zone, labels: Sequence[str], qtype: int) -> _Node | None:
+        """What the name holds for ``qtype`` (wildcard synthesis included); None: it does not exist."""
+        below = len(labels) - len(zone.labels)
+        if below == 0:
+            return _Node(self._items(ctx, self._read_apex(ctx, zone, qtype), qtype))
+        if self.mode is Mode.SUBTREE:
+            rev = list(reversed(labels))
+            for i, label in enumerate(rev):
+                if label in ("*", "any") and i >= len(zone.labels):
+                    cut = self.store.prefix + "".join("/" + x for x in rev[:i])
+                    read = self._read_coredns(ctx, cut, rev[i:])
+                    return None if read is None else _Node(self._items(ctx, read, qtype))
+        read = self._read_name(ctx, self._path(labels))
+        if read is None:
+            read = self._wildcard(ctx, zone, labels)
+            if read is None:
+                return None
+        items = self._items(ctx, read, qtype)
+        alias = None
+        if not zone.reverse:
+            alias = next((item for item in items if item[2] and is_alias(item[0])), None)
+        return _Node(items, alias)
 
-    # -- per type ------------------------------------------------------------------------------------------
+    def _wildcard(self, ctx: _Ctx, zone: Zone, labels: Sequence[str]) -> list[tuple[Entry, bool]] | None:
+        """RFC 4592: the records of ``*.<closest encloser>`` for a name that does not exist, or None."""
+        store = self.store
+        for cut in range(1, len(labels) - len(zone.labels) + 1):
+            encloser = self._path(labels[cut:])
+            ctx.reads.add(encloser)
+            if cut == len(labels) - len(zone.labels) or store.exists(encloser):
+                return self._read_name(ctx, encloser + "/*")
+        return None
 
-    def _chase(self, ctx: _Ctx, zone: Zone, qname: Labels, e: Entry, ttl: int, qtype: int,
-               chain: list[Labels], out: list[RR]) -> None:
-        """A name host seen by an A/AAAA/TXT query: the CNAME and what it leads to (CoreDNS's rules)."""
-        target = e.target
-        if target is None or is_subdomain(target, qname):
+    # -- answering one name --------------------------------------------------------------------------------
+
+    def _answer(self, ctx: _Ctx, zone: Zone, qname: Labels, labels: list[str] | None, qtype: int, res: Result,
+                chain: list[Labels]) -> None:
+        """Append the answer for ``qname``; the rcode and authority are set for the last name (RFC 6604)."""
+        node = None if labels is None else self._node(ctx, zone, labels, qtype)
+        if node is None:
+            self._negative(ctx, zone, res, NXDOMAIN)
             return
-        low = lower(target)
-        if len(chain) > MAX_CNAME_CHAIN or low in chain:
+        if node.alias is not None:
+            e, ttl, _ = node.alias
+            assert e.target is not None
+            res.answer.append((qname, ttl, T_CNAME, e.target))
+            res.rcode = NOERROR
+            if qtype not in (T_CNAME, T_ANY):
+                self._chase(ctx, e.target, qtype, res, [*chain, lower(qname)])
             return
-        cname: RR = (qname, ttl, T_CNAME, target)
+        assert labels is not None
+        apex = len(labels) == len(zone.labels)
+        if qtype == T_ANY:
+            found = self._any(ctx, zone, qname, labels, node, res)
+        else:
+            found = self._typed(ctx, zone, qname, node, qtype, apex, res)
+        if found:
+            res.rcode = NOERROR
+        else:
+            self._negative(ctx, zone, res, NOERROR)
+
+    def _chase(self, ctx: _Ctx, target: Labels, qtype: int, res: Result, chain: list[Labels]) -> None:
+        """Follow a CNAME target through the served zones; outside them, a loop or a long chain end it."""
+        if lower(target) in chain or len(chain) >= MAX_CNAME_CHAIN:
+            return
         tzone, tlabels = self._zone_of(target)
         if tzone is None:
-            out.append(cname)  # outside every served zone: returned as is, not looked up
-            return
-        nxt = self._typed(ctx, tzone, target, tlabels, qtype, [*chain, low])
-        if tzone is zone:
-            if nxt:
-                out.append(cname)
-                out.extend(nxt)
-            return
-        out.append(cname)
-        out.extend(nxt or ())
+            return  # outside every served zone: the client's resolver follows it
+        self._answer(ctx, tzone, target, tlabels, qtype, res, chain)
 
-    def _typed(self, ctx: _Ctx, zone: Zone, qname: Labels, labels: Sequence[str], qtype: int,
-               chain: list[Labels]) -> list[RR] | None:
-        """A, AAAA or TXT records for ``qname`` (with CNAME chasing); None = name error."""
-        if qtype == T_TXT:
-            svcs = self._services(ctx, labels, qtype)
-            want = HostKind.TXT
-        else:
-            svcs = self._apex_or_services(ctx, zone, labels, qtype)
+    def _typed(self, ctx: _Ctx, zone: Zone, qname: Labels, node: _Node, qtype: int, apex: bool,
+               res: Result) -> bool:
+        """The records of one type at a name that is not a CNAME; False: none (NODATA)."""
+        if qtype in (T_A, T_AAAA):
             want = HostKind.A if qtype == T_A else HostKind.AAAA
-        if svcs is None:
-            return None
-        out: list[RR] = []
-        seen: set[Any] = set()
-        for e, ttl in svcs:
-            kind = e.kind
-            if kind is HostKind.CNAME:
-                self._chase(ctx, zone, qname, e, ttl, qtype, chain, out)
-            elif kind is want:
-                if want is HostKind.TXT:
+            seen: set[bytes] = set()
+            for e, ttl, _ in node.items:
+                if e.kind is want and e.ip not in seen:
+                    seen.add(e.ip)
+                    res.answer.append((qname, ttl, qtype, e.ip))
+            return bool(seen)
+        if qtype == T_TXT:
+            texts: set[str] = set()
+            for e, ttl, _ in node.items:
+                if e.kind is HostKind.TXT:
                     assert e.record is not None
                     text = e.record.text
-                    if text not in seen:
-                        seen.add(text)
-                        out.append((qname, ttl, T_TXT, txt_strings(text)))
-                elif e.ip not in seen:
-                    seen.add(e.ip)
-                    out.append((qname, ttl, qtype, e.ip))
-        return out
+                    if text not in texts:
+                        texts.add(text)
+                        res.answer.append((qname, ttl, T_TXT, txt_strings(text)))
+            return bool(texts)
+        if qtype == T_SRV:
+            return self._srv(ctx, qname, node.items, res)
+        if qtype == T_MX:
+            return self._mx(ctx, qname, node.items, res)
+        if qtype == T_PTR:
+            targets: set[Labels] = set()
+            for e, ttl, own in node.items:
+                if own and e.target is not None and lower(e.target) not in targets:
+                    targets.add(lower(e.target))
+                    res.answer.append((qname, ttl, T_PTR, e.target))
+            return bool(targets)
+        if qtype == T_NS and apex:
+            return self._ns(ctx, zone, qname, res)
+        if qtype == T_SOA and apex:
+            res.answer.append(self.soa(zone))
+            ctx.reads.add(zone.path)
+            return True
+        return False
+
+    def _any(self, ctx: _Ctx, zone: Zone, qname: Labels, labels: list[str], node: _Node, res: Result) -> bool:
+        """RFC 8482: one RRset of the name (the first type with data), else a synthesised HINFO."""
+        apex = len(labels) == len(zone.labels)
+        for qtype in (*ANY_ORDER, T_PTR) if zone.reverse else ANY_ORDER:
+            typed = self._node(ctx, zone, labels, qtype) or node
+            part = Result(NOERROR)
+            if self._typed(ctx, zone, qname, typed, qtype, apex, part):
+                res.answer.extend(part.answer)
+                res.additional.extend(part.additional)
+                return True
+        res.answer.append((qname, HINFO_TTL, T_HINFO, (b"RFC8482", b"")))
+        return True
+
+    # -- per type ------------------------------------------------------------------------------------------
 
     def _glue(self, ctx: _Ctx, target: Labels, out: list[RR]) -> None:
         """A and AAAA (CNAME chains included) for a target name inside a served zone; nothing outside."""
@@ -334,20 +532,20 @@ class Lookup:
         if tzone is None:
             return
         for qtype in (T_A, T_AAAA):
-            out.extend(self._typed(ctx, tzone, target, tlabels, qtype, []) or ())
+            part = Result(NOERROR)
+            self._answer(ctx, tzone, target, tlabels, qtype, part, [])
+            out.extend(part.answer)
 
-    def _srv(self, ctx: _Ctx, qname: Labels, labels: Sequence[str], res: Result) -> bool:
-        svcs = self._services(ctx, labels, T_SRV)
-        if svcs is None:
-            return False
+    def _srv(self, ctx: _Ctx, qname: Labels, items: list[Item], res: Result) -> bool:
         totals: dict[int, int] = {}
-        for e, _ in svcs:
+        for e, _, _ in items:
             assert e.record is not None
             prio = e.record.priority or DEFAULT_PRIORITY
             totals[prio] = totals.get(prio, 0) + (e.record.weight or 100)
         dup: set[tuple[Labels, bytes, int]] = set()
         looked_up: set[Labels] = set()
-        for e, ttl in svcs:
+        found = False
+        for e, ttl, _ in items:
             rec = e.record
             assert rec is not None
             if rec.port == -1:
@@ -363,6 +561,7 @@ class Lookup:
                     continue
                 target = strip(e.target, rec.targetstrip)
                 res.answer.append((qname, ttl, T_SRV, (prio & 0xFFFF, weight, port, target)))
+                found = True
                 if lower(target) not in looked_up:
                     looked_up.add(lower(target))
                     self._glue(ctx, target, res.additional)
@@ -374,18 +573,17 @@ class Lookup:
                 if (low, b"", port) not in dup:
                     dup.add((low, b"", port))
                     res.answer.append((qname, ttl, T_SRV, (prio & 0xFFFF, weight, port, key_name)))
+                    found = True
                 if (low, e.ip, 0) not in dup:
                     dup.add((low, e.ip, 0))
                     res.additional.append(self._address(e, key_name, ttl))
-        return True
+        return found
 
-    def _mx(self, ctx: _Ctx, qname: Labels, labels: Sequence[str], res: Result) -> bool:
-        svcs = self._services(ctx, labels, T_MX)
-        if svcs is None:
-            return False
+    def _mx(self, ctx: _Ctx, qname: Labels, items: list[Item], res: Result) -> bool:
         looked_up: set[Labels] = set()
         dup: set[tuple[Labels, int]] = set()
-        for e, ttl in svcs:
+        found = False
+        for e, ttl, _ in items:
             rec = e.record
             assert rec is not None
             if not rec.mail:
@@ -396,6 +594,7 @@ class Lookup:
                     continue
                 target = strip(e.target, rec.targetstrip)
                 res.answer.append((qname, ttl, T_MX, (pref, target)))
+                found = True
                 if lower(target) not in looked_up:
                     looked_up.add(lower(target))
                     self._glue(ctx, target, res.additional)
@@ -406,15 +605,14 @@ class Lookup:
                 if (lower(exchange), pref) not in dup:
                     dup.add((lower(exchange), pref))
                     res.answer.append((qname, ttl, T_MX, (pref, exchange)))
+                    found = True
                 res.additional.append(self._address(e, exchange, ttl))
-        return True
+        return found
 
     def _ns(self, ctx: _Ctx, zone: Zone, qname: Labels, res: Result) -> bool:
-        svcs = self._services(ctx, ("ns", "dns", *zone.labels), T_NS, own=False)
-        if svcs is None:
-            return False
+        read = self._read_coredns(ctx, self._path(("ns", "dns", *zone.labels)), ())
         seen: set[Labels] = set()
-        for e, ttl in svcs:
+        for e, ttl, _ in self._items(ctx, read or [], T_NS):
             rec = e.record
             assert rec is not None
             target: Labels | None
@@ -432,23 +630,7 @@ class Lookup:
             if lower(target) not in seen:
                 seen.add(lower(target))
                 res.answer.append((qname, ttl, T_NS, target))
-        return True
-
-    def _cname_or_ptr(self, ctx: _Ctx, qname: Labels, labels: Sequence[str], qtype: int, res: Result) -> bool:
-        svcs = self._services(ctx, labels, qtype, exact=True)
-        if svcs is None:
-            return False
-        seen: set[Labels] = set()
-        for e, ttl in svcs:
-            target = e.target  # None for IP hosts (and invalid names)
-            if qtype == T_CNAME:
-                if target is not None:  # only the first value counts; an IP gives nothing
-                    res.answer.append((qname, ttl, T_CNAME, target))
-                break
-            if target is not None and lower(target) not in seen:
-                seen.add(lower(target))
-                res.answer.append((qname, ttl, T_PTR, target))
-        return True
+        return bool(seen)
 
     # -- entry point ---------------------------------------------------------------------------------------
 
@@ -465,48 +647,21 @@ class Lookup:
             return Result(REFUSED)
         ctx = _Ctx(now)
         res = Result(NOERROR)
-        found = False
-        if labels is None:
-            pass
-        elif qtype == T_SOA:
-            res.answer.append(self.soa(zone))
-            ctx.reads.add(zone.path)
-            found = True
-        elif qtype in (T_A, T_AAAA, T_TXT):
-            records = self._typed(ctx, zone, qname, labels, qtype, [])
-            found = records is not None
-            res.answer.extend(records or ())
-        elif qtype in (T_CNAME, T_PTR):
-            found = self._cname_or_ptr(ctx, qname, labels, qtype, res)
-        elif qtype == T_SRV:
-            found = self._srv(ctx, qname, labels, res)
-        elif qtype == T_MX:
-            found = self._mx(ctx, qname, labels, res)
-        elif qtype == T_NS and tuple(labels) == zone.labels:
-            found = self._ns(ctx, zone, qname, res)
-        else:
-            found = self._typed(ctx, zone, qname, labels, T_A, []) is not None
-        if not found and (labels is None or tuple(labels) != zone.labels):  # the apex always exists
-            res.rcode = NXDOMAIN
-            res.answer.clear()
-            res.additional.clear()
-        if not res.answer:
-            res.authority.append(self.soa(zone))
-            ctx.reads.add(zone.path)
+        self._answer(ctx, zone, qname, labels, qtype, res, [])
         res.reads = ctx.reads
         res.leased = ctx.leased
         return res
 
 
-def _group(svcs: list[Svc]) -> list[Svc]:
+def _group(items: list[Item]) -> list[Item]:
     """CoreDNS ``msg.Group``: the shallowest key's group filters the set (module docstring)."""
-    if not svcs:
-        return svcs
-    first = svcs[0][0]
+    if not items:
+        return items
+    first = items[0][0]
     assert first.record is not None
     group = first.record.group
     depth = first.depth
-    for e, _ in svcs:
+    for e, _, _ in items:
         if e.depth < depth:
             assert e.record is not None
             if not e.record.group:
@@ -514,17 +669,17 @@ def _group(svcs: list[Svc]) -> list[Svc]:
             group = e.record.group
             depth = e.depth
     if not group:
-        return svcs
-    kept: list[Svc] = []
-    for svc in svcs:
-        e = svc[0]
+        return items
+    kept: list[Item] = []
+    for item in items:
+        e = item[0]
         assert e.record is not None
         g = e.record.group
         if not g:
-            kept.append(svc)
+            kept.append(item)
             continue
         if e.depth == depth and g != group:
-            return svcs
+            return items
         if g == group:
-            kept.append(svc)
+            kept.append(item)
     return kept

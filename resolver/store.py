@@ -19,9 +19,29 @@ exists (so its name is not NXDOMAIN) but yields no data. It is logged once per k
 instead.
 
 Listeners (:meth:`Store.add_listener`) are called after each change with the set of keys that changed, or
-``None`` after :meth:`Store.replace` (everything may have changed). The store also keeps, for a few tracked
-paths (the served zones), the etcd revision of the latest change under each path, deletes included: the SOA
-serial.
+``None`` after :meth:`Store.replace` (everything may have changed), or the tracked paths whose serial moved.
+
+**Zone serials.** For a few tracked paths (the served zones) the store keeps the SOA serial: the etcd revision
+of the latest change (put or delete) at or under the path. It is a function of etcd's history alone, so every
+replica (and every worker) that has applied the same revisions serves the same serial, and it never goes back:
+
+* following the watch, every applied revision that touches the path sets it (a lease refresh, which hands an
+  unchanged key again, does not);
+* the first load sets it to the newest ``mod_revision`` at or under the path (0 for a path without keys). A delete
+  leaves no key behind, so that can be older than the latest change: :meth:`Store.serial_anchors` names, per
+  path, the revision to read etcd's history from (:mod:`resolver.serials` does, once, right after the first
+  load), and :meth:`Store.apply_history` raises the serial to the newest change found there, up to the load's
+  revision. Where etcd has compacted that history away, the serial stays at the newest remaining key's revision
+  (it can then be lower than before the restart, but only when the zone's latest change was a delete older
+  than etcd's history); a path without any key has nothing to anchor a history read and stays 0 until its
+  next change;
+* a reload (after compaction or an error) keeps the serial when the path's keys and revisions are unchanged and
+  otherwise sets it to the reload's revision: some change between the last applied revision and the reload
+  happened, and its revision is no longer known.
+
+The direct children of each tracked path that carry ``targetstrip >= 1`` are indexed too
+(:meth:`Store.tracked_children`): the candidates for a zone apex's per-target leaf keys, found without scanning
+the zone.
 """
 
 from __future__ import annotations
@@ -178,6 +198,14 @@ def _fast_decode(value: bytes, key: str) -> Fields:
     return Fields.of(decode(value, key))
 
 
+def _is_child(key: str, path: str) -> bool:
+    return key.startswith(path) and key.rfind("/") == len(path) and len(key) > len(path) + 1
+
+
+def _strips(entry: Entry) -> bool:
+    return entry.record is not None and entry.record.targetstrip >= 1
+
+
 def _decode_entry(change: KeyChange, value: bytes, old: Entry | None) -> tuple[Entry, bool]:
     """The entry for one put; the flag says the value was bad (and newly logged and counted).
 
@@ -210,6 +238,9 @@ class Store:
         self._keys: list[str] = []
         self._listeners: list[Listener] = []
         self._tracked: dict[str, int] = {}
+        self._children: dict[str, set[str]] = {}  # tracked path -> its direct child keys with targetstrip >= 1
+        self._anchors: dict[str, int] = {}  # tracked path -> where its history is read from after the first load
+        self.loaded_revision = 0  # the revision of the last full load
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -250,16 +281,33 @@ class Store:
     def track(self, path: str) -> None:
         """Start keeping the revision of the latest change at or under ``path`` (see :meth:`last_change`)."""
         if path not in self._tracked:
-            self._tracked[path] = self._max_mod_revision(path) or self.revision
+            self._tracked[path] = self._max_mod_revision(path)
+            self._children[path] = {e.key for e in self.subtree(path) if _is_child(e.key, path) and _strips(e)}
 
     def last_change(self, path: str) -> int:
-        """The etcd revision of the latest change (put or delete) at or under a tracked ``path``.
+        """The SOA serial of a tracked ``path``: the etcd revision of its latest change (module docstring)."""
+        return self._tracked.get(path, 0)
 
-        After the first full load this is the newest ``mod_revision`` under the path (the load revision when
-        the path is empty); afterwards every applied revision that touches the path sets it, and a reload that
-        finds the path's keys changed sets it to the reload's revision.
-        """
-        return self._tracked.get(path, self.revision)
+    def serial_anchors(self) -> dict[str, int]:
+        """Tracked path -> the revision its history must be read from (its newest key's) to find deletes the
+        first load could not see; only paths with keys, and only until :meth:`apply_history` was called."""
+        return dict(self._anchors)
+
+    def apply_history(self, path: str, revision: int | None) -> None:
+        """The latest change at or under ``path`` that etcd's history holds up to the load revision (None:
+        nothing to add, or the history is gone); raises the path's serial, never lowers it."""
+        self._anchors.pop(path, None)
+        if path not in self._tracked or revision is None:
+            return
+        revision = min(revision, self.loaded_revision)
+        if revision > self._tracked[path]:
+            self._tracked[path] = revision
+            self._notify({path})
+
+    def tracked_children(self, path: str) -> list[Entry]:
+        """The direct children of a tracked ``path`` whose value has ``targetstrip >= 1``, in key order."""
+        entries = self._entries
+        return [entries[k] for k in sorted(self._children.get(path, ()))]
 
     def _max_mod_revision(self, path: str) -> int:
         best = 0
@@ -338,6 +386,14 @@ class Store:
                 newest = max((r for k, r in changed.items() if k == path or k.startswith(start)), default=0)
                 if newest > last:
                     self._tracked[path] = newest
+                children = self._children[path]
+                for key in changed:
+                    if _is_child(key, path):
+                        now = entries.get(key)
+                        if now is not None and _strips(now):
+                            children.add(key)
+                        else:
+                            children.discard(key)
             self._notify(set(changed))
 
     def replace(self, revision: int, changes: Iterable[KeyChange]) -> None:
@@ -373,9 +429,13 @@ class Store:
         self._bad_keys = bad_keys
         self.revision = revision
         self.bad_values += bad_count
+        self.loaded_revision = revision
         for path in self._tracked:
             if first_load:
-                self._tracked[path] = self._max_mod_revision(path) or revision
+                self._tracked[path] = self._max_mod_revision(path)
+                if self._tracked[path]:
+                    self._anchors[path] = self._tracked[path]
             elif self._signature(path) != old_signatures[path]:
-                self._tracked[path] = revision
+                self._tracked[path] = max(self._tracked[path], revision)
+            self._children[path] = {e.key for e in self.subtree(path) if _is_child(e.key, path) and _strips(e)}
         self._notify(None)

@@ -4,8 +4,8 @@
 message (ID 0, RD clear, no OPT: the answer layer patches those in). Records with the same owner
 (case-insensitive) and type form one RRset, written together in the order of first appearance, with one TTL
 (the smallest, as RFC 2181 asks) and duplicates removed. Names are compressed (owner names and the names inside
-CNAME, NS, PTR, MX and SOA data), never inside SRV (RFC 2782). The question name is the compression anchor, so
-owner names equal to it become pointers to it.
+CNAME, NS, PTR, MX and SOA data), never inside SRV (RFC 2782); TXT and HINFO data are character-strings. The
+question name is the compression anchor, so owner names equal to it become pointers to it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from resolver.lookup import RR, T_CNAME, T_MX, T_NS, T_PTR, T_SOA, T_SRV, T_TXT
+from resolver.lookup import RR, T_CNAME, T_HINFO, T_MX, T_NS, T_PTR, T_SOA, T_SRV, T_TXT
 from resolver.store import Labels
 
 QR, AA, TC = 0x8000, 0x0400, 0x0200
@@ -82,7 +82,7 @@ class _Writer:
         elif rdtype == T_SRV:
             out += struct.pack("!HHH", rdata[0], rdata[1], rdata[2])
             self.name(rdata[3], compress=False)
-        elif rdtype == T_TXT:
+        elif rdtype in (T_TXT, T_HINFO):  # character-strings (HINFO: CPU and OS)
             for chunk in rdata:
                 out.append(len(chunk))
                 out += chunk

@@ -1,12 +1,16 @@
 """The resolver's query table, in the style of CoreDNS's etcd plugin tests.
 
 ``FIXTURE`` is (etcd key, JSON value) pairs under ``/skydns``; ``ZONES`` the zones to serve; ``CASES`` the
-questions and the expected rcode and sections, with RRs as zone-file lines. :func:`check` compares a parsed
-``dns.message.Message`` with a case, order-insensitively (RRsets sorted, names compared case-insensitively,
-the SOA serial ignored unless a value is given). Nothing here depends on how the answer was produced, so the
-same table runs against the in-memory answerer and against the real server over UDP/TCP.
+questions and the expected rcode and sections, with RRs as zone-file lines, each for one answer mode
+(``Case.mode``: the default, ``own`` for ``--own-records-only``, ``subtree`` for ``--subtree-answers``).
+:func:`check` compares a parsed ``dns.message.Message`` with a case, order-insensitively (RRsets sorted, names
+compared case-insensitively, the SOA serial ignored unless a value is given). Nothing here depends on how the
+answer was produced, so the same table runs against the in-memory answerer and against the real server over
+UDP/TCP.
 
-Comments name the CoreDNS fixture case a row mirrors (``plugin/etcd/*_test.go``) where there is one.
+Comments name the CoreDNS fixture case a row mirrors (``plugin/etcd/*_test.go``) where there is one, and say
+where and why we answer differently (CoreDNS's answer would not be valid DNS). The zone ``example.`` holds the
+RFC 4592 §2.2.1 example zone (its delegation ``subdel`` left out: we serve no zone cuts).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-ZONES = ["skydns.test.", "other.test.", "0.10.in-addr.arpa."]
+ZONES = ["skydns.test.", "other.test.", "0.10.in-addr.arpa.", "example."]
 PREFIX = "/skydns"
 
 
@@ -129,12 +133,46 @@ FIXTURE: list[tuple[str, str]] = [
     ("/skydns/test/skydns/large600", _v(text="0" * 600)),
     # a big answer: over 512 bytes
     *((f"/skydns/test/skydns/big/h{i:02d}", _v(host=f"10.0.17.{i}")) for i in range(1, 41)),
+    # The apex written the documented way (dns/apex above, and an SPF TXT as a per-target leaf key of the zone
+    # key), beside an ExternalName-style CNAME elsewhere in the zone (dnssync's docs.example.org)
+    ("/skydns/test/skydns/dns/apex/mx", _v(host="mx1.skydns.test", mail=True, priority=10)),
+    ("/skydns/test/skydns/5f1e2d3c", _v(text="v=spf1 -all", targetstrip=1)),
+    ("/skydns/test/skydns/docs/c3a31977", _v(host="docs.example.net", targetstrip=1)),
+    # a hand-written SkyDNS SRV set: instance keys below _sip._tcp
+    ("/skydns/test/skydns/_tcp/_sip/pbx", _v(host="10.0.21.1", port=5060, priority=10, weight=60)),
+    ("/skydns/test/skydns/_tcp/_sip/backup", _v(host="sip.example.org", port=5061, priority=20, weight=40)),
+    # what dnssync writes for a NodePort Service: the name's A leaves, and its SRV one name below
+    ("/skydns/test/skydns/game/4478845d", _v(host="10.0.22.1", targetstrip=1)),
+    ("/skydns/test/skydns/game/_tcp/_game/81a5d60e", _v(host="_.game.skydns.test", port=30777, weight=50,
+                                                        targetstrip=1)),
+    # two names dnssync wrote, one below the other: neither answers the other's records
+    ("/skydns/test/skydns/www2/aaaa0001", _v(host="10.0.23.1", targetstrip=1)),
+    ("/skydns/test/skydns/www2/api/aaaa0002", _v(host="10.0.23.2", targetstrip=1)),
+    # own records mixing a CNAME with an address, and two CNAMEs: one CNAME, alone
+    ("/skydns/test/skydns/mixcname/11111111", _v(host="a.skydns.test", targetstrip=1)),
+    ("/skydns/test/skydns/mixcname/22222222", _v(host="10.0.24.1", targetstrip=1)),
+    ("/skydns/test/skydns/twocname/11111111", _v(host="a.skydns.test", targetstrip=1)),
+    ("/skydns/test/skydns/twocname/22222222", _v(host="c2.skydns.test", targetstrip=1)),
+    # wildcard records (RFC 4592): dnssync's key for *.apps.skydns.test, a name that exists under it, a CNAME
+    ("/skydns/test/skydns/apps/*/0a1b2c3d", _v(host="10.0.20.1", targetstrip=1)),
+    ("/skydns/test/skydns/apps/www/1a1a1a1a", _v(host="10.0.20.2", targetstrip=1)),
+    ("/skydns/test/skydns/cdn/*", _v(host="edge.example.net")),
+    ("/skydns/test/skydns/wcname/*", _v(host="a.skydns.test")),
+    # RFC 4592 §2.2.1's zone (one SkyDNS key per record; *.example's MX is an instance key below it)
+    ("/skydns/example/*", _v(text="this is a wildcard")),
+    ("/skydns/example/*/mx", _v(host="host1.example", mail=True, priority=10)),
+    ("/skydns/example/*/sub/1a2b3c4d", _v(text="this is not a wildcard", targetstrip=1)),
+    ("/skydns/example/host1/5e6f7a8b", _v(host="192.0.2.1", targetstrip=1)),
+    ("/skydns/example/host1/_tcp/_ssh/x", _v(host="host1.example", port=22)),
+    ("/skydns/example/host2/_tcp/_ssh/x", _v(host="host2.example", port=22)),
 ]
 
 SOA_SKYDNS = "skydns.test. 30 IN SOA ns.dns.skydns.test. hostmaster.skydns.test. 0 7200 1800 86400 30"
 SOA_OTHER = "other.test. 30 IN SOA ns.dns.other.test. hostmaster.other.test. 0 7200 1800 86400 30"
 SOA_REVERSE = ("0.10.in-addr.arpa. 30 IN SOA ns.dns.0.10.in-addr.arpa. hostmaster.0.10.in-addr.arpa. 0 7200 1800 "
                "86400 30")
+SOA_EXAMPLE = "example. 30 IN SOA ns.dns.example. hostmaster.example. 0 7200 1800 86400 30"
+MODES = ("default", "own", "subtree")
 
 
 @dataclass(frozen=True)
@@ -146,18 +184,19 @@ class Case:
     ns: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     tcp_only: bool = False  # the answer is over 512 bytes: check it over TCP (or with EDNS)
+    mode: str = "default"  # the answer mode the case is asked in (MODES)
 
     @property
     def id(self) -> str:
-        return f"{self.qname}/{self.qtype}"
+        return f"{self.qname}/{self.qtype}" + ("" if self.mode == "default" else f"/{self.mode}")
 
 
-def _nodata(qname: str, qtype: str, soa: str = SOA_SKYDNS) -> Case:
-    return Case(qname, qtype, ns=[soa])
+def _nodata(qname: str, qtype: str, soa: str = SOA_SKYDNS, mode: str = "default") -> Case:
+    return Case(qname, qtype, ns=[soa], mode=mode)
 
 
-def _nx(qname: str, qtype: str, soa: str = SOA_SKYDNS) -> Case:
-    return Case(qname, qtype, "NXDOMAIN", ns=[soa])
+def _nx(qname: str, qtype: str, soa: str = SOA_SKYDNS, mode: str = "default") -> Case:
+    return Case(qname, qtype, "NXDOMAIN", ns=[soa], mode=mode)
 
 
 CASES: list[Case] = [
@@ -170,29 +209,68 @@ CASES: list[Case] = [
     Case("v6only.skydns.test.", "AAAA", answer=["v6only.skydns.test. 300 IN AAAA 2001:db8::6"]),
     # subtree reads
     Case("web.skydns.test.", "A", answer=["web.skydns.test. 300 IN A 10.0.1.1", "web.skydns.test. 300 IN A 10.0.1.2"]),
-    Case("deep.skydns.test.", "A", answer=["deep.skydns.test. 300 IN A 10.0.2.1"]),  # lookup-07
-    Case("x.deep.skydns.test.", "A", answer=["x.deep.skydns.test. 300 IN A 10.0.2.1"]),
+    # a key three levels down is z.y.x.deep's record; above it are empty non-terminals (CoreDNS, lookup-07,
+    # answers it at every ancestor: subtree mode)
     Case("z.y.x.deep.skydns.test.", "A", answer=["z.y.x.deep.skydns.test. 300 IN A 10.0.2.1"]),
-    Case("region2.skydns.test.", "A", answer=["region2.skydns.test. 300 IN A 10.0.3.1"]),  # cname-d02
+    Case("y.x.deep.skydns.test.", "A", answer=["y.x.deep.skydns.test. 300 IN A 10.0.2.1"]),  # z is y's instance
+    _nodata("deep.skydns.test.", "A"),
+    _nodata("x.deep.skydns.test.", "A"),
+    Case("deep.skydns.test.", "A", answer=["deep.skydns.test. 300 IN A 10.0.2.1"], mode="subtree"),
+    Case("x.deep.skydns.test.", "A", answer=["x.deep.skydns.test. 300 IN A 10.0.2.1"], mode="subtree"),
+    # its own key and the instance below it (CoreDNS, cname-d02, ignores the key: subtree mode)
+    Case("region2.skydns.test.", "A",
+         answer=["region2.skydns.test. 300 IN A 10.0.3.9", "region2.skydns.test. 300 IN A 10.0.3.1"]),
+    Case("region2.skydns.test.", "A", answer=["region2.skydns.test. 300 IN A 10.0.3.1"], mode="subtree"),
+    Case("region2.skydns.test.", "A", answer=["region2.skydns.test. 300 IN A 10.0.3.9"], mode="own"),
+    _nodata("deep.skydns.test.", "A", mode="own"),  # only instances below: an empty non-terminal
     _nx("nothing.deep.skydns.test.", "A"),
-    # wildcards in the query
-    Case("*.wild.skydns.test.", "A",
+    # dnssync's names: a name's own records only, never a name's below it (CoreDNS #3803)
+    Case("www2.skydns.test.", "A", answer=["www2.skydns.test. 300 IN A 10.0.23.1"]),
+    Case("api.www2.skydns.test.", "A", answer=["api.www2.skydns.test. 300 IN A 10.0.23.2"]),
+    Case("www2.skydns.test.", "A", answer=["www2.skydns.test. 300 IN A 10.0.23.1",
+                                           "www2.skydns.test. 300 IN A 10.0.23.2"], mode="subtree"),
+    # query labels * and any: ordinary labels (names that do not exist, no wildcard covers them) ...
+    _nx("*.wild.skydns.test.", "A"),
+    _nx("any.wild.skydns.test.", "A"),
+    _nx("prod.*.skydns.test.", "A"),
+    _nx("any.skydns.test.", "A"),
+    # ... and CoreDNS's query wildcards under --subtree-answers
+    Case("*.wild.skydns.test.", "A", mode="subtree",
          answer=["*.wild.skydns.test. 300 IN A 10.0.4.1", "*.wild.skydns.test. 300 IN A 10.0.4.2"]),
-    Case("any.wild.skydns.test.", "A",
+    Case("any.wild.skydns.test.", "A", mode="subtree",
          answer=["any.wild.skydns.test. 300 IN A 10.0.4.1", "any.wild.skydns.test. 300 IN A 10.0.4.2"]),
-    Case("prod.*.skydns.test.", "A",  # lookup-13: a wildcard mid-name
+    Case("prod.*.skydns.test.", "A", mode="subtree",  # lookup-13: a wildcard mid-name
          answer=["prod.*.skydns.test. 300 IN A 10.0.5.1", "prod.*.skydns.test. 300 IN A 10.0.5.2"]),
-    Case("prod.any.skydns.test.", "A",
+    Case("prod.any.skydns.test.", "A", mode="subtree",
          answer=["prod.any.skydns.test. 300 IN A 10.0.5.1", "prod.any.skydns.test. 300 IN A 10.0.5.2"]),
-    _nodata("nope.*.skydns.test.", "A"),  # wild-05: keys under the cut, none match
-    _nx("*.nothing.skydns.test.", "A"),
-    # group
-    Case("dom.skydns.test.", "A",
+    _nodata("nope.*.skydns.test.", "A", mode="subtree"),  # wild-05: keys under the cut, none match
+    _nx("*.nothing.skydns.test.", "A", mode="subtree"),
+    # wildcard records (RFC 4592): synthesis at names that do not exist, owner = QNAME
+    Case("foo.apps.skydns.test.", "A", answer=["foo.apps.skydns.test. 300 IN A 10.0.20.1"]),
+    Case("a.b.apps.skydns.test.", "A", answer=["a.b.apps.skydns.test. 300 IN A 10.0.20.1"]),
+    _nodata("foo.apps.skydns.test.", "AAAA"),
+    _nodata("apps.skydns.test.", "A"),  # the wildcard's parent: an empty non-terminal, nothing synthesised
+    Case("*.apps.skydns.test.", "A", answer=["*.apps.skydns.test. 300 IN A 10.0.20.1"]),  # the wildcard itself
+    Case("www.apps.skydns.test.", "A", answer=["www.apps.skydns.test. 300 IN A 10.0.20.2"]),  # exists: no synthesis
+    _nodata("www.apps.skydns.test.", "AAAA"),
+    _nx("x.www.apps.skydns.test.", "A"),  # closest encloser www.apps: no *.www.apps
+    Case("foo.apps.skydns.test.", "A", answer=["foo.apps.skydns.test. 300 IN A 10.0.20.1"], mode="subtree"),
+    Case("x.cdn.skydns.test.", "A", answer=["x.cdn.skydns.test. 300 IN CNAME edge.example.net."]),
+    Case("x.cdn.skydns.test.", "CNAME", answer=["x.cdn.skydns.test. 300 IN CNAME edge.example.net."]),
+    Case("x.wcname.skydns.test.", "A", answer=["x.wcname.skydns.test. 300 IN CNAME a.skydns.test.",
+                                               "a.skydns.test. 300 IN A 10.0.0.1"]),
+    Case("x.wcname.skydns.test.", "TXT", answer=["x.wcname.skydns.test. 300 IN CNAME a.skydns.test."],
+         ns=[SOA_SKYDNS]),
+    # group over CoreDNS's subtree reads
+    Case("dom.skydns.test.", "A", mode="subtree",
          answer=["dom.skydns.test. 300 IN A 127.0.0.1", "dom.skydns.test. 300 IN A 127.0.0.2"]),  # group-01
-    Case("dom2.skydns.test.", "A",
+    Case("dom2.skydns.test.", "A", mode="subtree",
          answer=["dom2.skydns.test. 300 IN A 127.0.0.1", "dom2.skydns.test. 300 IN A 127.0.0.2"]),  # group-02
-    Case("dom1.skydns.test.", "A", answer=["dom1.skydns.test. 300 IN A 127.0.0.1"]),  # group-03
-    Case("dom3.skydns.test.", "A",
+    Case("dom1.skydns.test.", "A", answer=["dom1.skydns.test. 300 IN A 127.0.0.1"], mode="subtree"),  # group-03
+    # ... and over a name's own records and instances (sub/b belongs to sub.dom)
+    Case("dom.skydns.test.", "A", answer=["dom.skydns.test. 300 IN A 127.0.0.1"]),
+    Case("dom1.skydns.test.", "A", answer=["dom1.skydns.test. 300 IN A 127.0.0.1"]),
+    Case("dom3.skydns.test.", "A",  # a disagreement at the shallowest depth keeps both
          answer=["dom3.skydns.test. 300 IN A 127.0.0.1", "dom3.skydns.test. 300 IN A 127.0.0.2"]),
     # TXT
     Case("txt.skydns.test.", "TXT", answer=['txt.skydns.test. 300 IN TXT "hello world"']),
@@ -208,19 +286,37 @@ CASES: list[Case] = [
     Case("c1.skydns.test.", "A", answer=["c1.skydns.test. 300 IN CNAME c2.skydns.test.",
                                          "c2.skydns.test. 300 IN CNAME a.skydns.test.",
                                          "a.skydns.test. 300 IN A 10.0.0.1"]),
-    _nodata("c1.skydns.test.", "AAAA"),  # the chain leads to no AAAA: CNAMEs dropped (lookup-11)
-    _nodata("loop1.skydns.test.", "A"),  # lookup-16: loops are cut
-    _nodata("dangling.skydns.test.", "A"),  # cname-d03
+    # the chain leads to no AAAA: the CNAMEs stay, NODATA for the last name (CoreDNS, lookup-11, drops them and
+    # answers NODATA for a name that a CNAME query shows to be a CNAME)
+    Case("c1.skydns.test.", "AAAA", answer=["c1.skydns.test. 300 IN CNAME c2.skydns.test.",
+                                            "c2.skydns.test. 300 IN CNAME a.skydns.test."], ns=[SOA_SKYDNS]),
+    Case("loop1.skydns.test.", "A", answer=["loop1.skydns.test. 300 IN CNAME loop2.skydns.test.",  # lookup-16
+                                            "loop2.skydns.test. 300 IN CNAME loop1.skydns.test."]),
+    Case("dangling.skydns.test.", "A", "NXDOMAIN",  # cname-d03; the rcode of the last name (RFC 6604)
+         answer=["dangling.skydns.test. 300 IN CNAME missing.skydns.test."], ns=[SOA_SKYDNS]),
     Case("external.skydns.test.", "A", answer=["external.skydns.test. 300 IN CNAME www.example.org."]),
+    Case("external.skydns.test.", "MX", answer=["external.skydns.test. 300 IN CNAME www.example.org."]),
+    # an ExternalName Service as dnssync writes it: a CNAME for every type, a CNAME query included
+    Case("docs.skydns.test.", "CNAME", answer=["docs.skydns.test. 300 IN CNAME docs.example.net."]),
+    Case("docs.skydns.test.", "A", answer=["docs.skydns.test. 300 IN CNAME docs.example.net."]),
+    Case("docs.skydns.test.", "TXT", answer=["docs.skydns.test. 300 IN CNAME docs.example.net."]),
+    # own records with a CNAME and an address, and with two CNAMEs: the (first) CNAME alone
+    Case("mixcname.skydns.test.", "A", answer=["mixcname.skydns.test. 300 IN CNAME a.skydns.test.",
+                                               "a.skydns.test. 300 IN A 10.0.0.1"]),
+    Case("twocname.skydns.test.", "A", answer=["twocname.skydns.test. 300 IN CNAME a.skydns.test.",
+                                               "a.skydns.test. 300 IN A 10.0.0.1"]),
+    Case("twocname.skydns.test.", "CNAME", answer=["twocname.skydns.test. 300 IN CNAME a.skydns.test."]),
     Case("cross.skydns.test.", "A", answer=["cross.skydns.test. 300 IN CNAME www.other.test.",
                                             "www.other.test. 300 IN A 10.1.0.1"]),
     Case("alias.skydns.test.", "A", answer=["alias.skydns.test. 300 IN CNAME a.skydns.test.",
                                             "a.skydns.test. 300 IN A 10.0.0.1"]),
-    # CNAME queries read the exact key only
+    # CNAME queries: the CNAME alone; a name without one is NODATA (CoreDNS reads the bare key and answers
+    # NXDOMAIN for every name with per-target leaf keys, lookup-d07, extdns-03: RFC 8020 resolvers then drop it)
     Case("c1.skydns.test.", "CNAME", answer=["c1.skydns.test. 300 IN CNAME c2.skydns.test."]),
     _nodata("a.skydns.test.", "CNAME"),  # cname-d07: an IP host
-    _nx("web.skydns.test.", "CNAME"),  # lookup-d07: a directory of subkeys
-    _nx("alias.skydns.test.", "CNAME"),  # extdns-03
+    _nodata("web.skydns.test.", "CNAME"),
+    Case("alias.skydns.test.", "CNAME", answer=["alias.skydns.test. 300 IN CNAME a.skydns.test."]),
+    _nx("nosuch.skydns.test.", "CNAME"),
     # SRV
     Case("srvip.skydns.test.", "SRV",
          answer=["srvip.skydns.test. 300 IN SRV 10 50 8080 x1.srvip.skydns.test.",
@@ -253,6 +349,33 @@ CASES: list[Case] = [
          extra=[f"dedup.skydns.test. 300 IN A 10.0.10.{i}" for i in range(1, 5)]),
     _nodata("txt.skydns.test.", "SRV"),
     _nx("nosuch.skydns.test.", "SRV"),
+    _nodata("srvname.skydns.test.", "A"),  # name hosts below are SRV targets, never CNAMEs (CoreDNS: 3 CNAMEs)
+    # a hand-written SkyDNS SRV set, and the empty non-terminal a QNAME-minimising resolver asks first
+    Case("_sip._tcp.skydns.test.", "SRV",
+         answer=["_sip._tcp.skydns.test. 300 IN SRV 20 100 5061 sip.example.org.",
+                 "_sip._tcp.skydns.test. 300 IN SRV 10 100 5060 pbx._sip._tcp.skydns.test."],
+         extra=["pbx._sip._tcp.skydns.test. 300 IN A 10.0.21.1"]),
+    _nodata("_tcp.skydns.test.", "A"),  # CoreDNS: a CNAME built from the SRV keys below (and a port-0 SRV)
+    # CoreDNS's aggregation, without CNAMEs from below: the instances' addresses only
+    Case("_tcp.skydns.test.", "A", answer=["_tcp.skydns.test. 300 IN A 10.0.21.1"], mode="subtree"),
+    Case("mail.skydns.test.", "A", mode="subtree", answer=[
+        "mail.skydns.test. 300 IN A 10.0.11.2", "mail.skydns.test. 300 IN A 10.0.11.4",
+        "mail.skydns.test. 300 IN A 10.0.11.3"]),
+    Case("alias.skydns.test.", "A", mode="subtree", answer=["alias.skydns.test. 300 IN CNAME a.skydns.test.",
+                                                            "a.skydns.test. 300 IN A 10.0.0.1"]),
+    _nodata("_tcp.skydns.test.", "CNAME"),
+    _nodata("_tcp.skydns.test.", "SRV"),
+    Case("pbx._sip._tcp.skydns.test.", "A", answer=["pbx._sip._tcp.skydns.test. 300 IN A 10.0.21.1"]),
+    _nodata("backup._sip._tcp.skydns.test.", "A"),  # a name host with a port is SRV data, not a CNAME
+    # dnssync's NodePort Service: the SRV one name below, the name's own A
+    Case("_game._tcp.game.skydns.test.", "SRV",
+         answer=["_game._tcp.game.skydns.test. 300 IN SRV 10 100 30777 game.skydns.test."],
+         extra=["game.skydns.test. 300 IN A 10.0.22.1"]),
+    _nodata("_tcp.game.skydns.test.", "A"),
+    Case("game.skydns.test.", "A", answer=["game.skydns.test. 300 IN A 10.0.22.1"]),
+    Case("game.skydns.test.", "SRV",  # its own A as SkyDNS's port-0 SRV; the _game SRV below is not game's
+         answer=["game.skydns.test. 300 IN SRV 10 100 0 game.skydns.test."],
+         extra=["game.skydns.test. 300 IN A 10.0.22.1"]),
     # MX
     Case("mail.skydns.test.", "MX",
          answer=["mail.skydns.test. 300 IN MX 10 mx1.skydns.test.",
@@ -263,7 +386,8 @@ CASES: list[Case] = [
     _nodata("a.skydns.test.", "MX"),
     # PTR
     Case("1.0.0.10.in-addr.arpa.", "PTR", answer=["1.0.0.10.in-addr.arpa. 300 IN PTR a.skydns.test."]),
-    _nx("0.0.10.in-addr.arpa.", "PTR", SOA_REVERSE),  # lookup-d17: exact read
+    _nodata("1.0.0.10.in-addr.arpa.", "A", SOA_REVERSE),  # a reverse zone's name host: a PTR, never a CNAME
+    _nodata("0.0.10.in-addr.arpa.", "PTR", SOA_REVERSE),  # an empty non-terminal (CoreDNS lookup-d17: NXDOMAIN)
     _nx("2.0.0.10.in-addr.arpa.", "PTR", SOA_REVERSE),
     # NS, apex, SOA
     Case("skydns.test.", "NS",
@@ -271,21 +395,37 @@ CASES: list[Case] = [
          extra=["ns1.ns.dns.skydns.test. 300 IN A 10.0.12.1", "ns2.ns.dns.skydns.test. 300 IN A 10.0.12.2"]),
     _nodata("a.skydns.test.", "NS"),  # NS below the apex: like an unknown type
     _nodata("other.test.", "NS", SOA_OTHER),  # no dns/ns data: NODATA (CoreDNS: NXDOMAIN at the apex)
+    # the apex: its own records only, never the zone's (no CNAME from docs/ or external, no MX from mail/)
     Case("skydns.test.", "A", answer=["skydns.test. 300 IN A 10.0.13.1"]),  # dns/apex
     _nodata("skydns.test.", "AAAA"),  # lookup-d11: dns/apex exists, no fallback
-    Case("other.test.", "A", answer=["other.test. 300 IN A 10.1.0.1"]),  # lookup-25: the whole-zone fallback
+    Case("skydns.test.", "TXT", answer=['skydns.test. 300 IN TXT "v=spf1 -all"']),  # the zone key's leaf key
+    Case("skydns.test.", "MX", answer=["skydns.test. 300 IN MX 10 mx1.skydns.test."],
+         extra=["mx1.skydns.test. 300 IN A 10.0.11.1"]),
+    _nodata("skydns.test.", "CNAME"),
+    _nodata("other.test.", "A", SOA_OTHER),  # no whole-zone fallback (CoreDNS lookup-25: every A in the zone)
+    Case("other.test.", "A", answer=["other.test. 300 IN A 10.1.0.1"], mode="subtree"),  # ... restored
     Case("skydns.test.", "SOA", answer=[SOA_SKYDNS]),
-    Case("a.skydns.test.", "SOA", answer=[SOA_SKYDNS]),  # lookup-d08: any name, owner = the zone
-    Case("nosuch.skydns.test.", "SOA", answer=[SOA_SKYDNS]),
-    Case("www.other.test.", "SOA", answer=[SOA_OTHER]),
+    # SOA at the apex only (CoreDNS lookup-d08 puts the apex SOA in the answer of any name in the zone)
+    _nodata("a.skydns.test.", "SOA"),
+    _nx("nosuch.skydns.test.", "SOA"),
+    _nodata("www.other.test.", "SOA", SOA_OTHER),
+    _nodata("foo.apps.skydns.test.", "SOA"),  # a name a wildcard covers has no SOA either
+    Case("docs.skydns.test.", "SOA", answer=["docs.skydns.test. 300 IN CNAME docs.example.net."]),
     # NXDOMAIN vs NODATA, other types
     _nx("nosuch.skydns.test.", "A"),
     _nx("nosuch.skydns.test.", "TXT"),
     _nx("nosuch.other.test.", "A", SOA_OTHER),
     _nodata("a.skydns.test.", "CAA"),  # lookup-18
     _nx("nosuch.skydns.test.", "CAA"),  # lookup-19
-    _nodata("a.skydns.test.", "ANY"),
     _nodata("deep.skydns.test.", "HINFO"),
+    # ANY (RFC 8482): one RRset, or a synthesised HINFO
+    Case("a.skydns.test.", "ANY", answer=["a.skydns.test. 300 IN A 10.0.0.1"]),
+    Case("skydns.test.", "ANY", answer=["skydns.test. 300 IN A 10.0.13.1"]),
+    Case("txt.skydns.test.", "ANY", answer=['txt.skydns.test. 300 IN TXT "hello world"']),
+    Case("c1.skydns.test.", "ANY", answer=["c1.skydns.test. 300 IN CNAME c2.skydns.test."]),
+    Case("other.test.", "ANY", answer=['other.test. 3789 IN HINFO "RFC8482" ""']),
+    Case("onlybad.skydns.test.", "ANY", answer=['onlybad.skydns.test. 3789 IN HINFO "RFC8482" ""']),
+    _nx("nosuch.skydns.test.", "ANY"),
     # case: matched case-insensitively (the exact owner case is checked in test_answers)
     Case("A.SkyDNS.Test.", "A", answer=["a.skydns.test. 300 IN A 10.0.0.1"]),
     # out of every zone
@@ -322,6 +462,22 @@ CASES: list[Case] = [
     # over 512 bytes
     Case("big.skydns.test.", "A", answer=[f"big.skydns.test. 300 IN A 10.0.17.{i}" for i in range(1, 41)],
          tcp_only=True),
+    # RFC 4592 §2.2.1: answers synthesised from the wildcards ...
+    Case("host3.example.", "MX", answer=["host3.example. 300 IN MX 10 host1.example."],
+         extra=["host1.example. 300 IN A 192.0.2.1"]),
+    _nodata("host3.example.", "A", SOA_EXAMPLE),  # no A at *.example: no error, no data
+    Case("foo.bar.example.", "TXT", answer=['foo.bar.example. 300 IN TXT "this is a wildcard"']),
+    # ... and answers that are not
+    _nodata("host1.example.", "MX", SOA_EXAMPLE),  # host1.example exists
+    _nodata("sub.*.example.", "MX", SOA_EXAMPLE),  # sub.*.example exists
+    _nx("_telnet._tcp.host1.example.", "SRV", SOA_EXAMPLE),  # _tcp.host1.example exists (without data)
+    _nx("ghost.*.example.", "MX", SOA_EXAMPLE),  # *.example exists: the source would be *.*.example
+    # the same zone's names themselves
+    Case("*.example.", "TXT", answer=['*.example. 300 IN TXT "this is a wildcard"']),
+    Case("sub.*.example.", "TXT", answer=['sub.*.example. 300 IN TXT "this is not a wildcard"']),
+    Case("host1.example.", "A", answer=["host1.example. 300 IN A 192.0.2.1"]),
+    Case("_ssh._tcp.host2.example.", "SRV", answer=["_ssh._tcp.host2.example. 300 IN SRV 10 100 22 host2.example."]),
+    _nodata("host2.example.", "A", SOA_EXAMPLE),  # an empty non-terminal
 ]
 
 

@@ -13,11 +13,13 @@ import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
 import pytest
 from prometheus_client import REGISTRY
 
 from resolver import answers as answers_module
 from resolver.answers import Answerer
+from resolver.lookup import SoaFields, soa_name
 from resolver.store import Store
 from skydns.changes import KeyChange
 from tests.resolver.cases import FIXTURE, ZONES
@@ -191,11 +193,44 @@ def test_other_opcodes_get_notimp(answerer: Answerer, opcode: int) -> None:
     assert response.opcode() == opcode
 
 
-def test_bad_edns_version_gets_badvers(answerer: Answerer) -> None:
-    query = dns.message.make_query("a.skydns.test.", "A", use_edns=1)
+OPT = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"  # payload 1232, no flags
+OPT_DO = b"\x00\x00\x29\x04\xd0\x00\x00\x80\x00\x00\x00"
+
+
+@pytest.mark.parametrize(("packet", "do"), [
+    (header(ar=2) + QUESTION + OPT + OPT, False),  # two OPTs
+    (header(ar=2) + QUESTION + OPT_DO + OPT_DO, True),
+    (header(ar=1) + QUESTION + b"\x00\x00\x29\x04\xd0\x00\x00\x80\x00\x00\x03\x00\x0a\x00", True),  # cut option
+    (header(ar=1) + QUESTION + OPT_DO + b"trailing", True),
+    (header(ar=1) + QUESTION + b"\x01a\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00", False),  # not root
+], ids=["two-opts", "two-opts-do", "cut-option", "trailing", "opt-not-root"])
+def test_formerr_for_a_query_with_an_opt_carries_an_opt(answerer: Answerer, packet: bytes, do: bool) -> None:
+    # RFC 6891 §7: a request with an OPT gets an OPT in the response, also when the request is malformed.
+    response = raw(answerer, packet)
+    assert response.rcode() == dns.rcode.FORMERR and response.id == 0x1234
+    assert response.edns == 0 and response.payload == answers_module.ADVERTISED_PAYLOAD
+    assert bool(response.ednsflags & dns.flags.DO) == do
+
+
+def test_formerr_without_an_opt_has_none(answerer: Answerer) -> None:
+    response = raw(answerer, header() + QUESTION + b"trailing")
+    assert response.rcode() == dns.rcode.FORMERR and response.edns == -1
+
+
+@pytest.mark.parametrize("do", [False, True])
+def test_bad_edns_version_gets_badvers_with_the_do_bit_copied(answerer: Answerer, do: bool) -> None:
+    query = dns.message.make_query("a.skydns.test.", "A", use_edns=1, want_dnssec=do)
     response = raw(answerer, query)
     assert response.rcode() == dns.rcode.BADVERS
     assert response.edns == 0 and not response.answer
+    assert bool(response.ednsflags & dns.flags.DO) == do  # RFC 3225 §3
+
+
+def test_notimp_for_an_edns_query_carries_an_opt(answerer: Answerer) -> None:
+    query = dns.message.make_query("a.skydns.test.", "A", use_edns=0, want_dnssec=True)
+    query.set_opcode(dns.opcode.NOTIFY)
+    response = raw(answerer, query)
+    assert response.rcode() == dns.rcode.NOTIMP and response.edns == 0 and response.ednsflags & dns.flags.DO
 
 
 @pytest.mark.parametrize(("rdclass", "rdtype", "rcode"), [
@@ -206,12 +241,24 @@ def test_bad_edns_version_gets_badvers(answerer: Answerer) -> None:
     ("IN", "OPT", dns.rcode.FORMERR),
     ("ANY", "A", dns.rcode.NOERROR),
 ])
-def test_classes_and_meta_types(answerer: Answerer, rdclass: str, rdtype: str, rcode: int) -> None:
+@pytest.mark.parametrize("tcp", [False, True])
+def test_classes_and_meta_types(answerer: Answerer, rdclass: str, rdtype: str, rcode: int, tcp: bool) -> None:
     query = dns.message.make_query("a.skydns.test.", rdtype, rdclass=rdclass)
-    response = raw(answerer, query)
+    response = raw(answerer, query, tcp=tcp)
     assert response.rcode() == rcode
     if rcode == dns.rcode.NOERROR:
         assert addresses(response) == {"10.0.0.1"}
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_zone_transfers_are_refused_with_an_answer(answerer: Answerer, tcp: bool) -> None:
+    axfr = dns.message.make_query("skydns.test.", "AXFR")
+    ixfr = dns.message.make_query("skydns.test.", "IXFR")
+    ixfr.authority.append(dns.rrset.from_text("skydns.test.", 0, "IN", "SOA", "ns. host. 1 2 3 4 5"))
+    for query in (axfr, ixfr):
+        response = raw(answerer, query, tcp=tcp)
+        assert response.rcode() == dns.rcode.REFUSED and response.id == query.id
+        assert response.question[0].rdtype == query.question[0].rdtype
 
 
 def test_compressed_question_name_is_understood(answerer: Answerer) -> None:
@@ -241,8 +288,9 @@ def test_negative_answers_turn_positive(answerer: Answerer) -> None:
     assert not ask(answerer, "a.skydns.test.", "AAAA").answer
     put(answerer.store, "/skydns/test/skydns/new/deeper/x1", '{"host":"10.7.7.7","targetstrip":1}')
     put(answerer.store, "/skydns/test/skydns/a6", '{"host":"2001:db8::a"}')
-    assert addresses(ask(answerer, "new.skydns.test.")) == {"10.7.7.7"}
     assert addresses(ask(answerer, "deeper.new.skydns.test.")) == {"10.7.7.7"}
+    parent = ask(answerer, "new.skydns.test.")  # now an empty non-terminal
+    assert parent.rcode() == dns.rcode.NOERROR and not parent.answer
     put(answerer.store, "/skydns/test/skydns/a/v6", '{"host":"2001:db8::1"}')
     assert addresses(ask(answerer, "a.skydns.test.", "AAAA")) == {"2001:db8::1"}
 
@@ -253,9 +301,15 @@ def test_cname_target_change_reaches_the_cname_answer(answerer: Answerer) -> Non
     assert addresses(ask(answerer, "c1.skydns.test.")) == {"10.0.0.42"}
     put(answerer.store, "/skydns/test/skydns/c2", '{"host":"dual.skydns.test"}')  # a hop retargeted
     assert addresses(ask(answerer, "c1.skydns.test.")) == {"10.0.0.2"}
-    assert not ask(answerer, "dangling.skydns.test.").answer
+    dangling = ask(answerer, "dangling.skydns.test.")
+    assert dangling.rcode() == dns.rcode.NXDOMAIN and not addresses(dangling)
     put(answerer.store, "/skydns/test/skydns/missing", '{"host":"10.5.5.5"}')  # the dangling target appears
-    assert addresses(ask(answerer, "dangling.skydns.test.")) == {"10.5.5.5"}
+    found = ask(answerer, "dangling.skydns.test.")
+    assert found.rcode() == dns.rcode.NOERROR and addresses(found) == {"10.5.5.5"}
+    put(answerer.store, "/skydns/test/skydns/docs/c3a31977", '{"host":"a.skydns.test","targetstrip":1}')
+    assert addresses(ask(answerer, "docs.skydns.test.")) == {"10.0.0.42"}  # an own leaf key retargeted
+    put(answerer.store, "/skydns/test/skydns/docs/c3a31977", '{"host":"10.0.0.3","targetstrip":1}')
+    assert ask(answerer, "docs.skydns.test.", "CNAME").answer == []  # no longer a CNAME
 
 
 def test_glue_change_reaches_the_srv_answer(answerer: Answerer) -> None:
@@ -268,13 +322,55 @@ def test_glue_change_reaches_the_srv_answer(answerer: Answerer) -> None:
     assert "a.skydns.test. 10.0.0.77" in glue()
 
 
-def test_wildcard_and_apex_fallback_answers_follow_changes(answerer: Answerer) -> None:
+def test_query_wildcard_and_apex_fallback_answers_follow_changes() -> None:
+    answerer = Answerer(load(FIXTURE), ZONES, subtree_answers=True)
     assert addresses(ask(answerer, "*.wild.skydns.test.")) == {"10.0.4.1", "10.0.4.2"}
     assert addresses(ask(answerer, "other.test.")) == {"10.1.0.1"}
     put(answerer.store, "/skydns/test/skydns/wild/c", '{"host":"10.0.4.3"}')
     put(answerer.store, "/skydns/test/other/deep/er", '{"host":"10.1.0.2"}')
     assert addresses(ask(answerer, "*.wild.skydns.test.")) == {"10.0.4.1", "10.0.4.2", "10.0.4.3"}
     assert addresses(ask(answerer, "other.test.")) == {"10.1.0.1", "10.1.0.2"}
+
+
+def test_wildcard_synthesis_follows_changes(answerer: Answerer) -> None:
+    store = answerer.store
+    assert addresses(ask(answerer, "foo.apps.skydns.test.")) == {"10.0.20.1"}
+    assert addresses(ask(answerer, "x.y.apps.skydns.test.")) == {"10.0.20.1"}
+    put(store, "/skydns/test/skydns/apps/*/0c0c0c0c", '{"host":"10.0.20.3","targetstrip":1}')  # a second target
+    assert addresses(ask(answerer, "foo.apps.skydns.test.")) == {"10.0.20.1", "10.0.20.3"}
+    put(store, "/skydns/test/skydns/apps/foo/0d0d0d0d", '{"host":"10.0.20.4","targetstrip":1}')  # foo exists now
+    assert addresses(ask(answerer, "foo.apps.skydns.test.")) == {"10.0.20.4"}
+    put(store, "/skydns/test/skydns/apps/y/z/0e0e0e0e", '{"host":"10.0.20.5","targetstrip":1}')  # y: an encloser
+    assert ask(answerer, "x.y.apps.skydns.test.").rcode() == dns.rcode.NXDOMAIN  # no *.y.apps
+    delete(store, "/skydns/test/skydns/apps/*/0a1b2c3d")
+    delete(store, "/skydns/test/skydns/apps/*/0c0c0c0c")
+    assert ask(answerer, "bar.apps.skydns.test.").rcode() == dns.rcode.NXDOMAIN  # the wildcard is gone
+
+
+def test_apex_own_records_follow_changes_and_ignore_the_rest_of_the_zone(answerer: Answerer) -> None:
+    store = answerer.store
+
+    def apex(rdtype: str = "A") -> set[str]:
+        return {rd.to_text() for rrset in ask(answerer, "skydns.test.", rdtype).answer for rd in rrset}
+
+    assert apex() == {"10.0.13.1"}
+    put(store, "/skydns/test/skydns/9a9a9a9a", '{"host":"10.0.13.2","targetstrip":1}')  # a per-target leaf key
+    assert apex() == {"10.0.13.1", "10.0.13.2"}
+    put(store, "/skydns/test/skydns/9a9a9a9a/sub", '{"host":"10.0.13.3"}')  # no longer a leaf: a name
+    assert apex() == {"10.0.13.1"}
+    delete(store, "/skydns/test/skydns/9a9a9a9a/sub")
+    assert apex() == {"10.0.13.1", "10.0.13.2"}
+    put(store, "/skydns/test/skydns", '{"host":"10.0.13.4"}')  # the zone key itself
+    assert apex() == {"10.0.13.1", "10.0.13.2", "10.0.13.4"}
+    put(store, "/skydns/test/skydns/dns/apex/x1", '{"host":"10.0.13.5"}')  # dns/apex
+    assert apex() == {"10.0.13.5", "10.0.13.2", "10.0.13.4"}
+    put(store, "/skydns/test/skydns/cnamed", '{"host":"cdn.example.net"}')  # elsewhere in the zone
+    put(store, "/skydns/test/skydns/cnamed2/0f0f0f0f", '{"host":"cdn.example.net","targetstrip":1}')
+    assert apex() == {"10.0.13.5", "10.0.13.2", "10.0.13.4"}
+    put(store, "/skydns/test/skydns/5f1e2d3c", '{"text":"v=spf1 mx -all","targetstrip":1}')
+    assert apex("TXT") == {'"v=spf1 mx -all"'}
+    put(store, "/skydns/test/skydns/dns/apex/mx", '{"host":"10.0.13.25","mail":true}')
+    assert apex("MX") == {"10 mx.apex.dns.skydns.test."}
 
 
 def test_unrelated_changes_keep_cached_answers(answerer: Answerer) -> None:
@@ -328,6 +424,30 @@ def test_soa_serial_is_the_revision_of_the_zone_latest_change(answerer: Answerer
     assert soa_serial(ask(answerer, "a.skydns.test.", "AAAA")) == gone
 
 
+def test_soa_fields_are_configurable(answerer: Answerer) -> None:
+    fields = SoaFields(mname=soa_name("ns1.example.net."), rname=soa_name("first.last@example.net", mailbox=True),
+                       refresh=3600, retry=600, expire=604800, minimum=60)
+    custom = Answerer(answerer.store, ZONES, soa=fields)
+    soa = ask(custom, "skydns.test.", "SOA").answer[0]
+    assert soa.ttl == 60  # the SOA's TTL is MINIMUM: negative answers are cached that long (RFC 2308)
+    rd = soa[0]
+    assert (rd.mname.to_text(), rd.rname.to_text()) == ("ns1.example.net.", "first\\.last.example.net.")
+    assert (rd.refresh, rd.retry, rd.expire, rd.minimum) == (3600, 600, 604800, 60)
+    negative = ask(custom, "nosuch.skydns.test.")
+    assert negative.authority[0].ttl == 60 and negative.authority[0][0].mname.to_text() == "ns1.example.net."
+    default = ask(answerer, "skydns.test.", "SOA").answer[0]
+    assert default.ttl == 30 and default[0].mname.to_text() == "ns.dns.skydns.test."
+    assert default[0].rname.to_text() == "hostmaster.skydns.test."
+    assert (default[0].refresh, default[0].retry, default[0].expire, default[0].minimum) == (7200, 1800, 86400, 30)
+
+
+@pytest.mark.parametrize(("text", "mailbox"), [("", False), ("a..b", False), ("@example.org", True),
+                                              ("x" * 64 + ".example.org", False), (".", False)])
+def test_bad_soa_names_are_refused(text: str, mailbox: bool) -> None:
+    with pytest.raises(ValueError):
+        soa_name(text, mailbox=mailbox)
+
+
 def ttl_of(response: dns.message.Message) -> int:
     return int(response.answer[0].ttl)
 
@@ -362,7 +482,7 @@ def test_lease_ttl_bounds_are_configurable() -> None:
     assert ttl_of(ask(answerer, "l.skydns.test.")) == 100
 
 
-# -- own_records_only (CoreDNS #3803) -------------------------------------------------------------------------
+# -- answer modes (CoreDNS #3803) ------------------------------------------------------------------------------
 
 def test_own_records_only_keeps_a_name_to_its_own_records() -> None:
     fixture = [
@@ -374,9 +494,11 @@ def test_own_records_only_keeps_a_name_to_its_own_records() -> None:
         ("/skydns/test/skydns/dns/ns/ns1", '{"host":"10.0.0.53"}'),
     ]
     store = load(fixture)
-    subtree = Answerer(store, ["skydns.test."])
+    default = Answerer(store, ["skydns.test."])
+    subtree = Answerer(store, ["skydns.test."], subtree_answers=True)
     own = Answerer(store, ["skydns.test."], own_records_only=True)
     assert addresses(ask(subtree, "app.skydns.test.")) == {"10.0.0.2", "10.0.0.3", "10.0.0.4"}
+    assert addresses(ask(default, "app.skydns.test.")) == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}  # + the instance
     assert addresses(ask(own, "app.skydns.test.")) == {"10.0.0.1", "10.0.0.2"}
     assert addresses(ask(own, "api.app.skydns.test.")) == {"10.0.0.4"}
     assert addresses(ask(own, "plain.app.skydns.test.")) == {"10.0.0.3"}

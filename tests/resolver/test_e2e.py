@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 import time
@@ -11,14 +12,17 @@ import dns.asyncquery
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rrset
 import pytest
 from aetcd import transactions
 
 from devtools.localetcd import LocalEtcd
-from resolver.cli import Resolver
+from resolver.cli import Resolver, parse_config
+from resolver.lookup import SoaFields
 from skydns.etcd import EtcdClient
-from tests.resolver.cases import CASES, FIXTURE, ZONES, check
-from tests.resolver.conftest import addresses, eventually, query, start_resolver
+from tests.resolver.cases import CASES, FIXTURE, MODES, ZONES, check
+from tests.resolver.conftest import ZONE as ZONE_NAME
+from tests.resolver.conftest import addresses, eventually, query, resolver_config, start_resolver
 
 
 def value(host: str, **extra: object) -> bytes:
@@ -121,6 +125,64 @@ async def test_answers_survive_a_frozen_and_a_restarted_etcd(own_etcd: LocalEtcd
         await resolver.stop()
 
 
+async def soa_serial(resolver: Resolver, zone: str = "skydns.test.") -> int:
+    msg = await query(resolver.dns_address, zone, "SOA")
+    assert msg.rcode() == dns.rcode.NOERROR and msg.answer, msg
+    return int(msg.answer[0][0].serial)
+
+
+@pytest.mark.timeout(90)
+async def test_the_serial_counts_deletes_across_restarts_and_replicas_agree(own_etcd: LocalEtcd,
+                                                                            own_client: EtcdClient) -> None:
+    """The serial is the revision of the zone's latest change, deletes included, on every replica: one that kept
+    running, one started after the delete (and after writes elsewhere in etcd), one restarted."""
+    first = (await own_client.put(b"/skydns/test/skydns/a", value("10.0.0.1"))).header.revision
+    newest = (await own_client.put(b"/skydns/test/skydns/b", value("10.0.0.2"))).header.revision
+    running = await start_resolver(own_etcd.endpoint)
+    replicas = [running]
+    try:
+        assert await soa_serial(running) == newest
+        deleted = (await own_client.delete(b"/skydns/test/skydns/b")).header.revision
+
+        async def moved() -> bool:
+            return await soa_serial(running) == deleted
+
+        await eventually(moved, what="the delete in the running replica's serial")
+        # etcd moves on elsewhere (another prefix, a zone nobody serves): the header revision is no serial
+        await own_client.put(b"/elsewhere/x", value("10.9.9.9"))
+        await own_client.put(b"/skydns/test/unserved/x", value("10.9.9.8"))
+        later = await start_resolver(own_etcd.endpoint)
+        replicas.append(later)
+        await later.serials_exact()
+        assert await soa_serial(later) == deleted == await soa_serial(running)
+        negative = await query(later.dns_address, "b.skydns.test.")
+        assert negative.rcode() == dns.rcode.NXDOMAIN and negative.authority[0][0].serial == deleted
+        await running.stop()
+        replicas.remove(running)
+        restarted = await start_resolver(own_etcd.endpoint)
+        replicas.append(restarted)
+        await restarted.serials_exact()
+        assert await soa_serial(restarted) == deleted
+        # Once etcd has compacted the delete away, a new replica cannot see it: it serves the compaction revision
+        # (every change it cannot see is at or before it), so its serial is never below what any replica served;
+        # the next change puts every replica on the same serial again.
+        compaction = (await own_client.put(b"/elsewhere/y", value("10.9.9.7"))).header.revision
+        await own_client.compact(compaction)
+        compacted = await start_resolver(own_etcd.endpoint)
+        replicas.append(compacted)
+        await compacted.serials_exact()
+        assert await soa_serial(compacted) == compaction > deleted > first
+        change = (await own_client.put(b"/skydns/test/skydns/c", value("10.0.0.3"))).header.revision
+
+        async def agree() -> bool:
+            return {await soa_serial(r) for r in replicas} == {change}
+
+        await eventually(agree, what="every replica on the change's revision")
+    finally:
+        for replica in replicas:
+            await replica.stop()
+
+
 async def run_tool(*argv: str) -> str:
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)
@@ -164,6 +226,25 @@ async def test_interop_with_dig_and_kdig(tool: str, loaded: Resolver) -> None:
     assert "status: NXDOMAIN" in out and "SOA" in out
     out = await run_tool(*base, "www.example.com.", "A", "+norec")
     assert "status: REFUSED" in out
+    if tool == "kdig":  # zone transfers: an answer (REFUSED) over TCP and UDP, never silence
+        for transfer in (["skydns.test.", "AXFR"], ["+notcp", "skydns.test.", "IXFR=1"]):
+            proc = await asyncio.create_subprocess_exec(*base, *transfer, "+retry=0", "+time=2",
+                                                        stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.STDOUT)
+            out = (await asyncio.wait_for(proc.communicate(), 20))[0].decode()
+            assert "REFUSED" in out, out
+
+
+@pytest.mark.timeout(30)
+async def test_zone_transfers_are_refused_over_tcp_and_udp(loaded: Resolver) -> None:
+    host, port = loaded.dns_address
+    axfr = dns.message.make_query("skydns.test.", "AXFR")
+    ixfr = dns.message.make_query("skydns.test.", "IXFR")
+    ixfr.authority.append(dns.rrset.from_text("skydns.test.", 0, "IN", "SOA", "ns. host. 1 2 3 4 5"))
+    for q in (axfr, ixfr):
+        for answer in (await dns.asyncquery.tcp(q, host, port=port, timeout=2),
+                       await dns.asyncquery.udp(q, host, port=port, timeout=2)):
+            assert answer.rcode() == dns.rcode.REFUSED and answer.id == q.id
 
 
 @pytest.mark.timeout(30)
@@ -187,16 +268,24 @@ async def test_queries_get_servfail_until_the_first_load(own_etcd: LocalEtcd) ->
         await resolver.stop()
 
 
-@pytest.mark.timeout(60)
-async def test_every_case_of_the_table_over_udp_and_tcp(etcd: EtcdClient, etcd_server: LocalEtcd) -> None:
-    """The shared CoreDNS-style table, loaded into real etcd, asked over real UDP and TCP sockets."""
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("mode", MODES)
+async def test_every_case_of_the_table_over_udp_and_tcp(etcd: EtcdClient, etcd_server: LocalEtcd,
+                                                        mode: str) -> None:
+    """The shared CoreDNS-style table, loaded into real etcd, asked over real UDP and TCP sockets, one resolver
+    per answer mode (the flags the command line sets)."""
     for key, raw in FIXTURE:
         await etcd.put(key.encode(), raw.encode())
-    resolver = await start_resolver(etcd_server.endpoint, zones=ZONES)
+    config = dataclasses.replace(resolver_config(etcd_server.endpoint, ZONES), own_records_only=mode == "own",
+                                 subtree_answers=mode == "subtree")
+    resolver = Resolver(config)
+    await resolver.start()
+    assert resolver.mirror is not None
+    await asyncio.wait_for(resolver.mirror.ready.wait(), 15)
     failures: list[str] = []
     try:
         host, port = resolver.dns_address
-        for case in CASES:
+        for case in (c for c in CASES if c.mode == mode):
             for transport in ("udp", "udp-edns", "tcp"):
                 if transport == "udp" and case.tcp_only:
                     continue
@@ -232,3 +321,59 @@ async def test_a_leased_key_answers_with_its_remaining_lease_time(etcd: EtcdClie
         return (await query(resolver.dns_address, "leased.skydns.test.")).rcode() == dns.rcode.NXDOMAIN
 
     await eventually(gone, what="the key gone with its lease")
+
+
+@pytest.mark.timeout(30)
+async def test_answer_flags_from_the_command_line(etcd: EtcdClient, etcd_server: LocalEtcd) -> None:
+    """--soa-* and --subtree-answers, as parsed from a command line, change what clients get."""
+    await etcd.put(b"/skydns/test/skydns/wild/a", value("10.0.4.1"))
+    await etcd.put(b"/skydns/test/skydns/wild/b/c", value("10.0.4.2"))
+    argv = ["--zone", ZONE_NAME, "--etcd-endpoints", etcd_server.endpoint, "--listen", "127.0.0.1:0",
+            "--http-listen", "127.0.0.1:0"]
+    soa_flags = ["--soa-mname", "ns1.example.net", "--soa-rname", "dns-admin@example.net", "--soa-refresh", "1h",
+                 "--soa-retry", "600", "--soa-expire", "14d", "--soa-minimum", "5m"]
+    resolvers = [Resolver(parse_config([*argv, *soa_flags], env={})),
+                 Resolver(parse_config([*argv, "--subtree-answers"], env={}))]
+    try:
+        for r in resolvers:
+            await r.start()
+            assert r.mirror is not None
+            await asyncio.wait_for(r.mirror.ready.wait(), 15)
+        custom, subtree = resolvers
+        soa = (await query(custom.dns_address, ZONE_NAME, "SOA")).answer[0]
+        assert soa.ttl == 300 and soa[0].mname.to_text() == "ns1.example.net."
+        assert soa[0].rname.to_text() == "dns-admin.example.net."
+        assert (soa[0].refresh, soa[0].retry, soa[0].expire, soa[0].minimum) == (3600, 600, 14 * 86400, 300)
+        assert (await query(custom.dns_address, "nope.skydns.test.")).authority[0].ttl == 300
+        assert (await query(custom.dns_address, "any.wild.skydns.test.")).rcode() == dns.rcode.NXDOMAIN
+        assert addresses(await query(custom.dns_address, "wild.skydns.test.")) == {"10.0.4.1"}
+        assert addresses(await query(subtree.dns_address, "any.wild.skydns.test.")) == {"10.0.4.1", "10.0.4.2"}
+        assert addresses(await query(subtree.dns_address, "wild.skydns.test.")) == {"10.0.4.1", "10.0.4.2"}
+    finally:
+        for r in resolvers:
+            await r.stop()
+
+
+@pytest.mark.parametrize(("flags", "env", "message"), [
+    (["--subtree-answers", "--own-records-only"], {}, "exclude each other"),
+    (["--soa-mname", "a..b"], {}, "--soa-mname/--soa-rname"),
+    (["--soa-rname", "@example.org"], {}, "--soa-mname/--soa-rname"),
+    (["--soa-minimum", "-5"], {}, "--soa-minimum"),
+    (["--soa-expire", "100y"], {}, "--soa-expire"),
+    ([], {"DNSSYNC_RESOLVER_SUBTREE_ANSWERS": "maybe"}, "DNSSYNC_RESOLVER_SUBTREE_ANSWERS"),
+])
+def test_bad_answer_flags_exit_2_naming_the_flag(flags: list[str], env: dict[str, str], message: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_config(["--zone", ZONE_NAME, *flags], env=env)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_answer_flags_come_from_the_environment_too() -> None:
+    config = parse_config(["--zone", ZONE_NAME], env={"DNSSYNC_RESOLVER_SUBTREE_ANSWERS": "true",
+                                                      "DNSSYNC_RESOLVER_SOA_RNAME": "admin@example.org",
+                                                      "DNSSYNC_RESOLVER_SOA_MINIMUM": "60"})
+    assert config.subtree_answers and config.soa is not None
+    assert config.soa.rname == (b"admin", b"example", b"org") and config.soa.minimum == 60
+    assert parse_config(["--zone", ZONE_NAME], env={}).soa == SoaFields()

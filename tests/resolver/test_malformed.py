@@ -1,4 +1,5 @@
-"""No input, however malformed, makes respond() raise; every reply is a well-formed DNS message with the ID."""
+"""No input, however malformed, makes respond() raise; every reply is a well-formed DNS message with the ID, and
+carries an OPT whenever the query holds one."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from resolver.answers import Answerer
+from resolver.answers import Answerer, query_opt_flags
 from tests.resolver.cases import FIXTURE, ZONES
 from tests.resolver.harness import load
 
@@ -42,6 +43,8 @@ def check_reply(query: bytes, tcp: bool) -> None:
     message = dns.message.from_wire(reply)
     assert message.id == struct.unpack_from("!H", query)[0]
     assert message.flags & 0x8000  # QR
+    if query_opt_flags(query) is not None:  # RFC 6891 §7: an OPT in, an OPT out, however broken the query
+        assert message.edns == 0, message
     if not tcp and _edns_payload(query) is None:
         assert len(reply) <= 512
 

@@ -143,7 +143,7 @@ def test_last_change_tracks_puts_and_deletes_under_a_path() -> None:
     store.track("/skydns/test/zone")
     store.track("/skydns/test/empty")
     assert store.last_change("/skydns/test/zone") == 11  # the newest key under it
-    assert store.last_change("/skydns/test/empty") == 20  # nothing there: the load revision
+    assert store.last_change("/skydns/test/empty") == 0  # nothing there: no change known
     store.apply(21, [put("/skydns/test/elsewhere", "{}", 21)])
     assert store.last_change("/skydns/test/zone") == 11
     store.apply(22, [delete("/skydns/test/zone/a", 22)])
@@ -154,7 +154,7 @@ def test_last_change_tracks_puts_and_deletes_under_a_path() -> None:
     assert store.last_change("/skydns/test/zone") == 22
     store.replace(40, same[1:])
     assert store.last_change("/skydns/test/zone") == 40
-    assert store.last_change("/skydns/test/empty") == 20
+    assert store.last_change("/skydns/test/empty") == 0
 
 
 def test_first_load_after_tracking_uses_the_newest_key() -> None:
@@ -232,3 +232,49 @@ def test_a_lease_refresh_does_not_move_the_zone_serial() -> None:
     entry = store.get("/skydns/test/zone/a")
     assert entry is not None and entry.lease_deadline == 130.0
     assert store.last_change("/skydns/test/zone") == 7
+
+
+def test_the_first_load_anchors_each_zone_at_its_newest_key_and_history_raises_the_serial() -> None:
+    store = Store()
+    store.track("/skydns/test/zone")
+    store.track("/skydns/test/other")
+    store.track("/skydns/test/empty")
+    notified: list[set[str] | None] = []
+    store.add_listener(notified.append)
+    store.replace(50, [put("/skydns/test/zone/a", "{}", 33), put("/skydns/test/other/b", "{}", 44)])
+    assert store.serial_anchors() == {"/skydns/test/zone": 33, "/skydns/test/other": 44}  # not the empty zone
+    assert store.last_change("/skydns/test/zone") == 33
+    store.apply_history("/skydns/test/zone", 47)  # a delete at 47 the load could not see
+    assert store.last_change("/skydns/test/zone") == 47 and notified[-1] == {"/skydns/test/zone"}
+    store.apply_history("/skydns/test/other", None)  # compacted: nothing learnt
+    assert store.last_change("/skydns/test/other") == 44
+    assert store.serial_anchors() == {}
+    store.apply(52, [put("/skydns/test/zone/c", "{}", 52)])
+    store.apply_history("/skydns/test/zone", 48)  # late news never lowers the serial
+    assert store.last_change("/skydns/test/zone") == 52
+    store.replace(60, [put("/skydns/test/zone/a", "{}", 33)])  # a reload: no anchors, never lower
+    assert store.serial_anchors() == {} and store.last_change("/skydns/test/zone") == 60
+
+
+def test_history_is_capped_at_the_load_revision() -> None:
+    store = Store()
+    store.track("/skydns/test/zone")
+    store.replace(50, [put("/skydns/test/zone/a", "{}", 33)])
+    store.apply_history("/skydns/test/zone", 70)  # beyond the load: the watch applies that itself
+    assert store.last_change("/skydns/test/zone") == 50
+
+
+def test_tracked_children_are_the_zone_keys_direct_children_with_targetstrip() -> None:
+    store = Store()
+    store.track("/skydns/test/zone")
+    store.replace(5, [put("/skydns/test/zone/1a2b3c4d", '{"host":"10.0.0.1","targetstrip":1}', 1),
+                      put("/skydns/test/zone/plain", '{"host":"10.0.0.2"}', 2),
+                      put("/skydns/test/zone/deep/5e6f7a8b", '{"host":"10.0.0.3","targetstrip":1}', 3),
+                      put("/skydns/test/zone2/9a9a9a9a", '{"host":"10.0.0.4","targetstrip":1}', 4)])
+    keys = lambda: [e.key for e in store.tracked_children("/skydns/test/zone")]  # noqa: E731
+    assert keys() == ["/skydns/test/zone/1a2b3c4d"]
+    store.apply(6, [put("/skydns/test/zone/plain", '{"host":"10.0.0.2","targetstrip":1}', 6),
+                    delete("/skydns/test/zone/1a2b3c4d", 6)])
+    assert keys() == ["/skydns/test/zone/plain"]
+    store.apply(7, [put("/skydns/test/zone/plain", "not json", 7)])
+    assert keys() == []
