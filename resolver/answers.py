@@ -254,7 +254,7 @@ class Answerer:
                     entry = self._entry(qname, q[qend:p])
                     reply = _compose(entry, q[:4], qname, edns, do, payload, tcp)
                     seen = self._seen_tcp if tcp else self._seen_udp
-                    if len(seen) >= self._seen_size:
+                    if len(seen) >= self._seen_size and q[2:] not in seen:
                         seen.clear()
                     seen[q[2:]] = (entry, reply[2:])
                     return reply
