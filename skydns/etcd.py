@@ -14,6 +14,38 @@ receive limit (raised), no keepalive (set, including ``grpc.http2.ping_timeout_m
 watch within ~15 s instead of hanging it), and its range API cannot read at a revision or page (we call the raw
 ``Range`` RPC in :func:`read_prefix`).
 
+Several endpoints (an etcd cluster: ``--etcd-endpoints a,b,c``). Rules, as etcd's members fail:
+
+* **one channel, the members in order**: IP endpoints go into one gRPC target (``ipv4:a,b,c``; ``ipv6:`` when all are
+  IPv6) under gRPC's ``pick_first`` policy: one connection at a time, to the first member that completes the HTTP/2
+  handshake; a member that is down (refused, reset) is skipped, and a member that accepts TCP but never answers (a
+  frozen process: the kernel still accepts) is passed over once the next address is tried, so a *new* channel never
+  settles on a frozen member. Endpoints given as DNS names cannot share a target: the channel dials one of them
+  at a time. ``round_robin`` is not used: it would keep sending a share of the calls to a frozen member, whose
+  connection stays "ready" until the keepalive notices;
+* **a call that runs into its deadline makes its channel suspect**: a frozen member keeps its TCP connection open,
+  so ``pick_first`` would send every following call to it until the keepalive breaks the connection (up to
+  keepalive time + ping timeout). A unary call that ends in ``DEADLINE_EXCEEDED`` (or etcd's own "context deadline
+  exceeded") on the current channel, or, when the channel dials one endpoint of several, in ``UNAVAILABLE``, marks
+  it; the next call (every call connects first) goes through a new channel whose endpoint order starts one further
+  on. So no call waits longer than the client timeout, and the one after a timed-out call is sent to another member.
+  Only the current channel's calls count (calls still finishing on a replaced one do not replace again), and one
+  endpoint alone is never replaced this way;
+* **a replaced channel is not closed under its callers**: closing a gRPC channel cancels its calls, which their
+  callers see as ``asyncio.CancelledError`` - indistinguishable from their own task being cancelled. The replaced
+  channel stays open for the calls and streams still on it (a watch keeps running until it breaks by itself) and is
+  closed when the client is closed, or once several newer channels replaced it; streams cut then see a
+  cancellation that is not their task's (:func:`cut_by_close` tells them apart);
+* **retries are ours**, not gRPC's: a retry policy in the channel's service config would resend non-idempotent
+  transactions behind the caller's back. The callers retry what :func:`is_transient_error` calls transient (the
+  syncer with a budget, the mirror for ever), and every write is a guarded transaction, so a retry after a lost
+  answer fails its compare instead of writing twice. gRPC's transparent retries (requests that never reached a
+  server) stay on;
+* **transient errors**: connection failures and timeouts, ``UNAVAILABLE`` (etcd's "no leader", "leader changed",
+  "request timed out", "server stopped", "unhealthy cluster" are all ``UNAVAILABLE``), ``DEADLINE_EXCEEDED``, and
+  the few errors etcd sends as ``UNKNOWN``/``RESOURCE_EXHAUSTED`` while it elects a leader or catches up
+  (``TRANSIENT_DETAILS``). A full database or a refused credential is not transient.
+
 ``ETCD_TLS_INSECURE`` (``true``/``yes``/``1``). ExternalDNS (Go) sets ``InsecureSkipVerify``; gRPC's Python API
 cannot turn certificate verification off, it can only choose the trusted roots and the checked name. So on each
 :meth:`EtcdClient.connect` the client first reads, without verifying it, the certificate each endpoint presents
@@ -59,7 +91,53 @@ CHANNEL_OPTIONS: dict[str, Any] = {
     "grpc.http2.ping_timeout_ms": 3000,
     "grpc.initial_reconnect_backoff_ms": 200,
     "grpc.max_reconnect_backoff_ms": 2000,
+    "grpc.lb_policy_name": "pick_first",  # one member at a time, in order (see the module docstring)
 }
+RETIRED_CHANNELS_KEPT = 4  # replaced channels left open for their callers; older ones are closed
+#: what etcd answers as UNKNOWN or RESOURCE_EXHAUSTED when nothing is wrong but timing: a deadline it noticed
+#: before gRPC did, a proposal dropped while the cluster has no leader, a member applying a backlog
+TRANSIENT_DETAILS = ("context deadline exceeded", "raft proposal dropped", "etcdserver: too many requests")
+_SOFT_CODES = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+def _rpc_error(exc: BaseException) -> grpc.aio.AioRpcError | None:
+    """The gRPC error ``exc`` is, or that aetcd wrapped in its own exception ``exc`` (nothing else is unwrapped:
+    an error that merely was caused by an outage, such as a retry budget running out, is not one itself)."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc
+    if isinstance(exc, etcd_errors.ClientError) and isinstance(exc.__cause__, grpc.aio.AioRpcError):
+        return exc.__cause__
+    return None
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an etcd outage or election (retry it) rather than a refusal or a bug."""
+    if isinstance(exc, etcd_errors.ConnectionFailedError | etcd_errors.ConnectionTimeoutError
+                  | TimeoutError | ConnectionError):
+        return True
+    error = _rpc_error(exc)
+    if error is None:
+        return False
+    code = error.code()
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return True
+    return code in _SOFT_CODES and (error.details() or "") in TRANSIENT_DETAILS
+
+
+def is_stall(exc: BaseException) -> bool:
+    """Whether a call ran into its deadline (gRPC's, or etcd's "context deadline exceeded")."""
+    error = _rpc_error(exc)
+    if error is None:
+        return False
+    return error.code() == grpc.StatusCode.DEADLINE_EXCEEDED or (
+        error.code() == grpc.StatusCode.UNKNOWN and error.details() == "context deadline exceeded")
+
+
+def cut_by_close() -> bool:
+    """Inside ``except asyncio.CancelledError``: True when the cancellation is not the current task's own - gRPC
+    cancelled the call because its channel was closed - so the caller may treat it as a broken connection."""
+    task = asyncio.current_task()
+    return task is not None and not task.cancelling()
 
 
 class EtcdConfigError(ValueError):
@@ -119,13 +197,23 @@ class EtcdSettings:
             username=user, password=password,
         )
 
-    def grpc_target(self) -> str:
-        """One target for all endpoints when they are IP literals (gRPC fails over between them), else the first."""
+    def grpc_target(self, start: int = 0) -> str:
+        """One target for all endpoints when they are IP literals of one family (gRPC fails over between them, in
+        order from ``start``), else the endpoint at ``start`` alone."""
         hosts = [urlsplit(u) for u in self.endpoints]
-        addrs = [f"{h.hostname}:{h.port or 2379}" for h in hosts]
-        if len(addrs) > 1 and all(_is_ipv4(h.hostname or "") for h in hosts):
-            return "ipv4:" + ",".join(addrs)
-        return addrs[0]
+        start %= len(hosts)
+        hosts = hosts[start:] + hosts[:start]
+        if len(hosts) > 1 and all(_is_ipv4(h.hostname or "") for h in hosts):
+            return "ipv4:" + ",".join(f"{h.hostname}:{h.port or 2379}" for h in hosts)
+        if len(hosts) > 1 and all(_is_ipv6(h.hostname or "") for h in hosts):
+            return "ipv6:" + ",".join(f"[{h.hostname}]:{h.port or 2379}" for h in hosts)
+        first = hosts[0]
+        host = f"[{first.hostname}]" if _is_ipv6(first.hostname or "") else first.hostname
+        return f"{host}:{first.port or 2379}"
+
+    def shares_target(self) -> bool:
+        """Whether one gRPC target holds every endpoint (else a channel dials one at a time)."""
+        return len(self.endpoints) > 1 and "," in self.grpc_target()
 
 
 def _insecure(raw: str) -> bool:
@@ -138,6 +226,10 @@ def _insecure(raw: str) -> bool:
 def _is_ipv4(host: str) -> bool:
     parts = host.split(".")
     return len(parts) == 4 and all(p.isdigit() for p in parts)
+
+
+def _is_ipv6(host: str) -> bool:
+    return ":" in host
 
 
 def _certificate_names(cert: dict[str, Any]) -> list[str]:
@@ -155,8 +247,24 @@ def _read(path: str | None) -> bytes | None:
         return f.read()
 
 
+class _StallWatch(grpc.aio.UnaryUnaryClientInterceptor):
+    """Tells the client when a unary call on the channel it watches stalled (see the module docstring)."""
+
+    def __init__(self, client: EtcdClient, generation: int) -> None:
+        self._client = client
+        self._generation = generation
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        call = await continuation(client_call_details, request)
+        try:
+            await call
+        except grpc.aio.AioRpcError as exc:
+            self._client._call_failed(self._generation, exc)
+        return call
+
+
 class EtcdClient(aetcd.Client):
-    """aetcd's client with TLS, several endpoints and our channel options."""
+    """aetcd's client with TLS, several endpoints, failover between them and our channel options."""
 
     def __init__(self, settings: EtcdSettings, timeout: int | None = 5) -> None:
         first = urlsplit(settings.endpoints[0])
@@ -169,10 +277,19 @@ class EtcdClient(aetcd.Client):
         self.settings = settings
         self._is_connecting: bool = False
         self._pinned: tuple[bytes, str] | None = None  # ETCD_TLS_INSECURE: (PEM certificates, name to check)
+        self._start = 0  # index of the endpoint the channel tries first
+        self._generation = 0  # of the current channel; its interceptor reports with it
+        self._replace_wanted = False
+        self._retired: list[tuple[grpc.aio.Channel, Any]] = []  # replaced (channel, aetcd watcher), oldest first
+        self._closing: set[asyncio.Task[None]] = set()
+        self.replacements = 0  # channels replaced (after stalls, or on request)
 
     async def connect(self) -> None:
-        """aetcd's connect(), but over our channel (TLS, several endpoints); a no-op once connected."""
+        """aetcd's connect(), but over our channel (TLS, several endpoints); once connected, a no-op unless the
+        channel is suspect, which is then replaced (see the module docstring)."""
         if self._connected.is_set():
+            if self._replace_wanted and not self._is_connecting:
+                await self.replace_channel()
             return
         if self._is_connecting:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
             async with asyncio.timeout(self._connect_wait_timeout):
@@ -180,32 +297,109 @@ class EtcdClient(aetcd.Client):
             return
         self._is_connecting = True
         try:
-            if self.settings.secure and self.settings.insecure:
-                self._pinned = await self._presented_certificates()
-            self.channel = self._channel()
-            if self._username is not None:
-                self.auth_stub = rpc.AuthStub(self.channel)
-                req = rpc.AuthenticateRequest(name=self._username, password=self._password)
-                try:
-                    resp = await self.auth_stub.Authenticate(req, timeout=self._timeout)
-                except rpc.AioRpcError as exc:
-                    etcd_errors._handle_exception(exc)
-                self.metadata = (("token", resp.token),)
-            self.kvstub = rpc.KVStub(self.channel)
-            self.clusterstub = rpc.ClusterStub(self.channel)
-            self.leasestub = rpc.LeaseStub(self.channel)
-            self.maintenancestub = rpc.MaintenanceStub(self.channel)
-            self._watcher = watcher.Watcher(rpc.WatchStub(self.channel), timeout=self._timeout,
-                                            metadata=self.metadata)
+            await self._open()
             self._connected.set()
         finally:
             self._is_connecting = False
 
-    def _channel(self) -> grpc.aio.Channel:
-        target = self.settings.grpc_target()
+    async def replace_channel(self) -> None:
+        """Send the next calls through a new channel (authenticated again), whose endpoint order starts one further
+        on; the old channel stays open for the calls and streams still on it (closed with the client, or once
+        ``RETIRED_CHANNELS_KEPT`` newer ones replaced it). Not connected yet: just connects."""
+        if not self._connected.is_set() or self._is_connecting:
+            await self.connect()
+            return
+        self._replace_wanted = False
+        old = (self.channel, self._watcher)
+        self._start = (self._start + 1) % len(self.settings.endpoints)
+        self._is_connecting = True
+        try:
+            await self._open()
+        except BaseException:
+            self._replace_wanted = True  # the old channel stays current; try again at the next call
+            raise
+        finally:
+            self._is_connecting = False
+        self.replacements += 1
+        if not self._connected.is_set():  # closed while the new channel was being made
+            self._retire(old)
+            await self._close_retired()
+            return
+        self._retire(old)
+
+    def _call_failed(self, generation: int, exc: grpc.aio.AioRpcError) -> None:
+        """A unary call failed; a stall (or, dialling one endpoint of several, an unreachable one) on the current
+        channel makes the next call replace it."""
+        if generation != self._generation or len(self.settings.endpoints) < 2:
+            return
+        if is_stall(exc) or (exc.code() == grpc.StatusCode.UNAVAILABLE and not self.settings.shares_target()):
+            self._replace_wanted = True
+
+    async def _open(self) -> None:
+        """A channel (and its stubs, and a token when authenticating) to the endpoints from ``_start`` on."""
+        if self.settings.secure and self.settings.insecure:
+            self._pinned = await self._presented_certificates()
+        generation = self._generation + 1
+        channel = self._channel(generation)
+        metadata = None
+        auth_stub = None
+        if self._username is not None:
+            auth_stub = rpc.AuthStub(channel)
+            req = rpc.AuthenticateRequest(name=self._username, password=self._password)
+            try:
+                resp = await auth_stub.Authenticate(req, timeout=self._timeout)
+            except rpc.AioRpcError as exc:
+                await channel.close()
+                etcd_errors._handle_exception(exc)
+            except BaseException:
+                await channel.close()
+                raise
+            metadata = (("token", resp.token),)
+        self.channel, self.metadata, self.auth_stub = channel, metadata, auth_stub
+        self.kvstub = rpc.KVStub(channel)
+        self.clusterstub = rpc.ClusterStub(channel)
+        self.leasestub = rpc.LeaseStub(channel)
+        self.maintenancestub = rpc.MaintenanceStub(channel)
+        self._watcher = watcher.Watcher(rpc.WatchStub(channel), timeout=self._timeout, metadata=metadata)
+        self._generation = generation
+
+    def _retire(self, old: tuple[grpc.aio.Channel | None, Any]) -> None:
+        channel, old_watcher = old
+        if channel is None:
+            return
+        self._retired.append((channel, old_watcher))
+        while len(self._retired) > RETIRED_CHANNELS_KEPT:
+            oldest = self._retired.pop(0)
+            task = asyncio.create_task(self._close_channel(*oldest), name="etcd-close-retired-channel")
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close_channel(channel: grpc.aio.Channel, old_watcher: Any) -> None:
+        with contextlib.suppress(Exception):
+            if old_watcher is not None:
+                await old_watcher.shutdown()
+            await channel.close()
+
+    async def _close_retired(self) -> None:
+        retired, self._retired = self._retired, []
+        for channel, old_watcher in retired:
+            await self._close_channel(channel, old_watcher)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Close the channel and every replaced one still open."""
+        await super().close()
+        self._replace_wanted = False
+        await self._close_retired()
+
+    def _channel(self, generation: int) -> grpc.aio.Channel:
+        target = self.settings.grpc_target(self._start)
         opts = [(k, v) for k, v in self._options.items() if k != "grpc.ssl_target_name_override"]
+        interceptors = [_StallWatch(self, generation)]
         if not self.settings.secure:
-            return grpc.aio.insecure_channel(target, options=opts)
+            return grpc.aio.insecure_channel(target, options=opts, interceptors=interceptors)
         roots = _read(self.settings.ca_file)
         name = self.settings.server_name
         if self.settings.insecure and self._pinned is not None:
@@ -218,13 +412,13 @@ class EtcdClient(aetcd.Client):
             private_key=_read(self.settings.key_file),
             certificate_chain=_read(self.settings.cert_file),
         )
-        return grpc.aio.secure_channel(target, creds, options=opts)
+        return grpc.aio.secure_channel(target, creds, options=opts, interceptors=interceptors)
 
     def _channel_addresses(self) -> list[tuple[str, int]]:
-        """The (host, port) pairs the channel dials: all endpoints when gRPC gets them all, else the first."""
+        """The (host, port) pairs the channel dials: all endpoints when gRPC gets them all, else the current one."""
         urls = [urlsplit(u) for u in self.settings.endpoints]
-        if not self.settings.grpc_target().startswith("ipv4:"):
-            urls = urls[:1]
+        if not self.settings.shares_target():
+            urls = [urls[self._start % len(urls)]]
         return [(u.hostname or "localhost", u.port or 2379) for u in urls]
 
     def _probe_context(self, trusted: bytes | None) -> ssl.SSLContext:

@@ -19,6 +19,19 @@ follow):
   the old state keeps being served, swapped in whole;
 * after every third failed attempt in a row, or an authentication error (an expired etcd token), the gRPC
   channel is rebuilt (and the client re-authenticates);
+* **a member that stops answering** (a frozen process keeps its TCP connection, so nothing breaks): a watch
+  silent for ``probe_after`` seconds asks etcd for progress (a ``progress_request``, answered at once by the
+  member itself, events or not); no answer within ``probe_timeout`` - or a watch create that timed out - means
+  the member is not answering, and the watch resumes at once on a new channel, which passes over a member that
+  does not complete its handshake (:meth:`skydns.etcd.EtcdClient.replace_channel`). The gRPC keepalive would
+  notice too, but only after its keepalive time and ping timeout. The replaced channel is left open for calls
+  still on it (closing it would cancel them); a stream cut by a channel closing is a broken stream here, not
+  the mirror's own cancellation;
+* **a member cut off from its cluster**: the watch asks for a member with a leader (etcd's ``hasleader``
+  metadata, as Go's ``clientv3.WithRequireLeader``), so a member that lost its leader ends the stream ("no
+  leader") instead of keeping it open and silent, and the watch resumes elsewhere. Watching from
+  ``revision + 1`` on another member is exact: every member serves the same revisions (one that is behind
+  delivers them once it has applied them);
 * any other failure (a bug, a store that raised) is logged as an error and repaired by a full reload;
 * gRPC deadlines bound each call and an asyncio timeout (:func:`within`) fences every unary call again, so that
   no stuck channel can hold the mirror for ever;
@@ -53,7 +66,7 @@ from aetcd.utils import prefix_range_end
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from skydns.changes import KeyChange
-from skydns.etcd import read_prefix
+from skydns.etcd import cut_by_close, read_prefix
 from skydns.listwatch import Expired, ListWatch
 
 log = structlog.get_logger("skydns.mirror")
@@ -64,6 +77,9 @@ PUT = rpc.Event.PUT
 LEASE_CACHE_SECONDS = 5.0
 LEASE_REFRESH_SECONDS = 10.0  # how often kept-alive leases are re-read (their keys' TTLs follow)
 RECONNECT_EVERY = 3  # failed attempts in a row after which the gRPC channel is rebuilt
+PROBE_AFTER = 2.0  # seconds of watch silence after which etcd is asked for progress
+PROBE_TIMEOUT = 3.0  # seconds the member has to answer that
+REQUIRE_LEADER = (("hasleader", "true"),)  # etcd's require-leader metadata (rpctypes.MetadataRequireLeaderKey)
 LOAD_TIMEOUT = 120.0  # a full read of the prefix, all pages
 LEASE_TIMEOUT = 30.0  # all lease look-ups of one load or one watch response
 LEASE_LOOKUPS_IN_FLIGHT = 32
@@ -175,6 +191,10 @@ class LeaseDeadlines:
         return known[0] if known else time.monotonic()
 
 
+class MemberSilent(etcd_errors.ConnectionTimeoutError):
+    """The etcd member under the watch stopped answering (a progress request or a watch create timed out)."""
+
+
 def _is_auth_error(exc: BaseException) -> bool:
     if isinstance(exc, etcd_errors.UnauthenticatedError):
         return True
@@ -194,7 +214,8 @@ class EtcdMirror(ListWatch):
     def __init__(self, client: Any, store: MirrorStore, prefix: str = "/skydns", *,
                  metrics: MirrorMetrics | None = None, on_first_load: Callable[[], None] | None = None,
                  backoff_initial: float = 0.1, backoff_max: float = 5.0, create_timeout: float = 5.0,
-                 page: int = 5000, lease_refresh: float = LEASE_REFRESH_SECONDS, freeze_gc: bool = True) -> None:
+                 page: int = 5000, lease_refresh: float = LEASE_REFRESH_SECONDS, freeze_gc: bool = True,
+                 probe_after: float = PROBE_AFTER, probe_timeout: float = PROBE_TIMEOUT) -> None:
         super().__init__(backoff_initial=backoff_initial, backoff_max=backoff_max)
         self.client = client
         self.store = store
@@ -206,6 +227,8 @@ class EtcdMirror(ListWatch):
         self._create_timeout = create_timeout
         self._page = page
         self._freeze_gc = freeze_gc
+        self._probe_after = probe_after
+        self._probe_timeout = probe_timeout
         self._leases = LeaseDeadlines(client)
         self._lease_refresh = lease_refresh
         self._leased: dict[str, tuple[int, KeyChange]] = {}  # key -> (lease id, the change the store holds)
@@ -259,8 +282,8 @@ class EtcdMirror(ListWatch):
             self.watch_restarts += 1
             self.metrics.watch_restarts.inc()
         self._streaming = False
-        if self.failures_in_a_row % RECONNECT_EVERY == 0 or _is_auth_error(exc):
-            self._new_channel = True  # an expired auth token, or a channel in a bad state: start afresh
+        if isinstance(exc, MemberSilent) or self.failures_in_a_row % RECONNECT_EVERY == 0 or _is_auth_error(exc):
+            self._new_channel = True  # a silent member, an expired auth token, a channel in a bad state: afresh
 
     async def run(self) -> None:
         refresher = asyncio.create_task(self._refresh_leases_forever(), name="etcd-lease-refresh")
@@ -307,12 +330,15 @@ class EtcdMirror(ListWatch):
         await self._connect()
         self._streaming = False
         assert self.client.channel is not None
-        call = rpc.WatchStub(self.client.channel).Watch(metadata=self.client.metadata)
+        call = rpc.WatchStub(self.client.channel).Watch(metadata=(*(self.client.metadata or ()), *REQUIRE_LEADER))
         try:
             create = rpc.WatchCreateRequest(key=self._prefix_bytes, range_end=prefix_range_end(self._prefix_bytes),
                                             start_revision=self.revision + 1)
-            await within(self._create_timeout, call.write(rpc.WatchRequest(create_request=create)))
-            first = await within(self._create_timeout, call.read())
+            try:
+                await within(self._create_timeout, call.write(rpc.WatchRequest(create_request=create)))
+                first = await within(self._create_timeout, call.read())
+            except TimeoutError:
+                raise MemberSilent(f"etcd watch: not created within {self._create_timeout:g} s") from None
             self._check(first)
             if not first.created:
                 raise etcd_errors.ClientError("etcd watch: no 'created' response")
@@ -320,13 +346,38 @@ class EtcdMirror(ListWatch):
             self.established()
             await self._apply(first.events)
             while True:
-                resp = await call.read()
+                resp = await self._next(call)
                 self.heard()
                 self._check(resp)
                 if resp.events:
                     await self._apply(resp.events)
+        except asyncio.CancelledError:
+            if cut_by_close():
+                raise etcd_errors.ConnectionFailedError("etcd watch stream cut: its channel was closed") from None
+            raise
         finally:
             call.cancel()
+
+    async def _next(self, call: Any) -> Any:
+        """The next watch response; a silent stream is probed (see the module docstring). The read runs as a task
+        of its own because cancelling a gRPC read cancels the whole call."""
+        read = asyncio.ensure_future(call.read())
+        try:
+            done, _ = await asyncio.wait({read}, timeout=self._probe_after)
+            if not done:
+                progress = rpc.WatchRequest(progress_request=rpc.WatchProgressRequest())
+                await within(self._probe_timeout, call.write(progress))
+                done, _ = await asyncio.wait({read}, timeout=self._probe_timeout)
+            if not done:
+                raise MemberSilent(f"etcd member silent: no answer to a watch progress request within "
+                                   f"{self._probe_timeout:g} s")
+            return read.result()
+        except TimeoutError:
+            raise MemberSilent(f"etcd member silent: a watch progress request not sent within "
+                               f"{self._probe_timeout:g} s") from None
+        finally:
+            if not read.done():
+                read.cancel()
 
     # -- the I/O behind them ----------------------------------------------------------------------------------
 
@@ -334,6 +385,10 @@ class EtcdMirror(ListWatch):
         if self._new_channel:
             self._new_channel = False
             log.debug("etcd_new_channel", prefix=self.prefix)
+            replace = getattr(self.client, "replace_channel", None)
+            if replace is not None:  # our client: the old channel stays open for the lease look-ups still on it
+                await within(self._create_timeout, replace())
+                return
             try:
                 await within(self._create_timeout, self.client.close())
             except Exception as exc:  # closing a broken channel may fail; the new one is what matters
@@ -388,6 +443,10 @@ class EtcdMirror(ListWatch):
                 await within(LEASE_TIMEOUT, self.refresh_leases())
             except Exception as exc:  # etcd is away: the watch loop reports it; try again next period
                 log.debug("lease_refresh_failed", error=repr(exc))
+            except asyncio.CancelledError:
+                if not cut_by_close():
+                    raise
+                log.debug("lease_refresh_failed", error="its channel was closed")
 
     async def refresh_leases(self) -> int:
         """Ask etcd for the TTL of every lease holding a key; hand the store the keys whose deadline moved.

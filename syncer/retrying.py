@@ -2,19 +2,27 @@
 
 The budget is ``DEFAULT_BUDGET`` seconds (30, about what ExternalDNS's pod restart loop gives), overridable
 with the environment variable ``DNSSYNC_RETRY_SECONDS`` (operations and tests tune it; it is not a flag).
+
+Which etcd errors are transient is the client layer's rule (:func:`skydns.etcd.is_transient_error`): connection
+failures and timeouts, ``UNAVAILABLE`` (which is how etcd says "no leader", "leader changed", "request timed out"
+while it elects), ``DEADLINE_EXCEEDED``, and the timing errors etcd sends as ``UNKNOWN`` ("context deadline
+exceeded", "raft proposal dropped") or ``RESOURCE_EXHAUSTED`` ("too many requests"), whether raw gRPC errors or
+wrapped by aetcd. Every write is a guarded transaction, so retrying one whose answer was lost cannot write twice:
+its compare fails and the writer re-reads. Anything else (refused credentials, a full database, a bug) is raised
+at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 import structlog
-from aetcd import exceptions as etcd_errors
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay, wait_exponential
+
+from skydns.etcd import is_transient_error
 
 T = TypeVar("T")
 DEFAULT_BUDGET = 30.0
@@ -34,12 +42,7 @@ def budget() -> float:
 
 
 def is_transient_etcd_error(exc: BaseException) -> bool:
-    if isinstance(exc, etcd_errors.ConnectionFailedError | etcd_errors.ConnectionTimeoutError
-                  | asyncio.TimeoutError | ConnectionError):
-        return True
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-    return False
+    return is_transient_error(exc)
 
 
 def describe(exc: BaseException) -> str:

