@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import gc
 import os
 import random
 import signal
@@ -64,6 +65,9 @@ from syncer.sources import Filters, collect, enabled, kinds_for_sources
 PROG = "dnssync"
 EXIT_OK, EXIT_SYNC_ERROR, EXIT_USAGE = 0, 1, 2
 COALESCE_SECONDS = 0.01  # events arriving together are planned together
+LOGGED_CHANGES = 100  # a step with more changes logs each at debug level, and a summary
+RECOMPUTE_SLICE = 2000  # objects recomputed between two turns of the event loop
+THREAD_PLAN_SIZE = 5000  # a plan over more records than this is computed off the event loop
 STOP_GRACE_SECONDS = 8.0  # how long a stop waits for the transaction in flight
 MIRROR_CATCH_UP_SECONDS = 1.0
 WRITE_BACKOFF = (0.2, 30.0)
@@ -100,11 +104,15 @@ class Reconciler:
         #: ``--once``: how to get the lead (and its fence) before the first write; None: the caller holds it
         self.acquire: Callable[[], Awaitable[Leadership]] | None = None
 
-    def plan(self, endpoints: Sequence[Endpoint], current: Sequence[Any]) -> Plan:
+    async def plan(self, endpoints: Sequence[Endpoint], current: Sequence[Any]) -> Plan:
+        """The plan (pure); a large one is computed in a thread, so the event loop keeps the watches and the
+        election lease alive meanwhile."""
         config = self.config
-        plan = calculate(
-            list(endpoints), list(current), config.owner_id, config.policy, config.domain_filter, config.prefix
-        )
+        args = (list(endpoints), list(current), config.owner_id, config.policy, config.domain_filter, config.prefix)
+        if len(args[0]) + len(args[1]) > THREAD_PLAN_SIZE:
+            plan = await asyncio.to_thread(calculate, *args)
+        else:
+            plan = calculate(*args)
         for warning in plan.warnings:
             log.warning("conflict", message=warning)
         for skip in plan.skipped:
@@ -124,7 +132,7 @@ class Reconciler:
         )
         for bad in state.malformed:
             log.warning("unreadable_record_ignored", key=bad.key, reason=bad.reason)
-        plan = self.plan(endpoints, state.records)
+        plan = await self.plan(endpoints, state.records)
         if out is not None:
             emit(render(plan, [*skipped, *plan.skipped], config.output), out)
         log.info(
@@ -355,7 +363,8 @@ class Target:
 
     # -- inputs -------------------------------------------------------------------------------------------------
 
-    def _committed_at(self, revision: int) -> None:
+    def _committed_at(self, revision: int, written: list[tuple[bytes, bytes | None]]) -> None:
+        self.records.write_through(revision, written)
         self._own_revisions.add(revision)
         if len(self._own_revisions) > 10_000:  # the mirror missed them (a reload): forget the ones it passed
             self._own_revisions = {r for r in self._own_revisions if r > self.mirror.revision}
@@ -425,11 +434,16 @@ class Target:
 
     # -- steps --------------------------------------------------------------------------------------------------
 
-    def _take(self) -> tuple[dict[str, float], set[str]]:
-        """The names to plan now: recompute the marked objects, add the names etcd changes marked."""
-        for name, received in self.desired.recompute().items():
-            if name not in self.pending or received < self.pending[name]:
-                self.pending[name] = received
+    async def _take(self) -> tuple[dict[str, float], set[str]]:
+        """The names to plan now: recompute the marked objects (a slice at a time, giving the event loop back in
+        between, so a start-up of 100,000 objects never starves the watches or the lease), add the names etcd
+        changes marked."""
+        while self.desired.marked:
+            for name, received in self.desired.recompute(limit=RECOMPUTE_SLICE).items():
+                if name not in self.pending or received < self.pending[name]:
+                    self.pending[name] = received
+            if self.desired.marked:
+                await asyncio.sleep(0)
         batch, self.pending = self.pending, {}
         drift, self._drift = self._drift & batch.keys(), self._drift - batch.keys()
         return batch, drift
@@ -458,7 +472,7 @@ class Target:
     async def full_sync(self, out: TextIO) -> bool:
         """The shared reconcile step over everything this target wants; False when etcd failed."""
         self.full_requested = False
-        batch, drift = self._take()
+        batch, drift = await self._take()
         endpoints = self.desired.endpoints()
         try:
             done = await self.reconciler.reconcile(endpoints, self.desired.skipped(),
@@ -473,11 +487,12 @@ class Target:
         if not self.synced:
             self.synced = True
             log.info("first_sync_written", target=self.label, records=len(endpoints))
+        gc.freeze()  # the desired state and the records just built are long-lived: out of the GC's scans
         return True
 
     async def flush(self, out: TextIO) -> bool:
         """Plan and write the waiting names against the mirror's copy of etcd; False when etcd failed."""
-        batch, drift = self._take()
+        batch, drift = await self._take()
         if not batch:
             return True
         writer = self.reconciler.writer
@@ -486,7 +501,7 @@ class Target:
                 await self.mirror.wait_revision(writer.last_revision, MIRROR_CATCH_UP_SECONDS)
         names = sorted(batch)
         endpoints = self.desired.endpoints_at(names)
-        plan = self.reconciler.plan(endpoints, self.records.at(names))
+        plan = await self.reconciler.plan(endpoints, self.records.at(names))
         if not plan.has_changes:
             return True
         if self.config.dry_run:
@@ -515,10 +530,14 @@ class Target:
                 metrics.EVENT_TO_COMMIT.observe(now - received)
             if change.name in drift:
                 repaired.add(change.name)
-            log.info(f"record_{change.action}d", target=self.label, name=change.name, type=change.type,
-                     targets=",".join(change.targets), resource=change.resource,
-                     event_to_commit_ms=None if received is None else round((now - received) * 1000, 1),
-                     drift_repair=change.name in drift)
+            emit_line = log.info if len(plan.changes) <= LOGGED_CHANGES else log.debug
+            emit_line(f"record_{change.action}d", target=self.label, name=change.name, type=change.type,
+                      targets=",".join(change.targets), resource=change.resource,
+                      event_to_commit_ms=None if received is None else round((now - received) * 1000, 1),
+                      drift_repair=change.name in drift)
+        if len(plan.changes) > LOGGED_CHANGES:
+            log.info("records_changed", target=self.label, create=plan.count("create"), update=plan.count("update"),
+                     delete=plan.count("delete"), message=f"more than {LOGGED_CHANGES}: each at debug level")
         if repaired:
             metrics.DRIFT_REPAIRS.inc(len(repaired))
         if result.failed:

@@ -112,6 +112,13 @@ def classify_kvs(kvs: Iterable[Any], prefix: str) -> tuple[list[CurrentRecord], 
     return records, malformed
 
 
+@dataclass(frozen=True, slots=True)
+class _Written:
+    key: str
+    value: bytes
+    mod_revision: int
+
+
 class CurrentRecords:
     """The records under the prefix as the etcd mirror follows them (the mirror's store): each key classified once,
     when it changes, and indexed by name.
@@ -141,6 +148,9 @@ class CurrentRecords:
     def apply(self, revision: int, changes: Sequence[Any]) -> None:
         names: set[str] = set()
         for change in changes:
+            known = self.by_key.get(change.key)
+            if change.value is not None and known is not None and known.mod_revision == change.mod_revision:
+                continue  # already here: our own write, applied when it committed (:meth:`write_through`)
             old = self._remove(change.key)
             if old is not None:
                 names.add(old.name)
@@ -151,6 +161,15 @@ class CurrentRecords:
         self.revision = max(self.revision, revision)
         if names and self.on_change is not None:
             self.on_change(names, revision)
+
+    def write_through(self, revision: int, written: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Our own committed write, applied at once (the watch brings it again later and is then a no-op), so the
+        next plan starts from what etcd holds even while the watch lags. No ``on_change``: nothing to re-plan."""
+        for raw_key, value in written:
+            key = raw_key.decode("utf-8", "replace")
+            self._remove(key)
+            if value is not None:
+                self._put(_Written(key, value, revision))
 
     def _put(self, change: Any) -> CurrentRecord | None:
         key = change.key

@@ -19,6 +19,7 @@ it implies. Rules:
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,10 +114,15 @@ class DesiredState:
 
     # -- recomputation --------------------------------------------------------------------------------------
 
-    def recompute(self) -> dict[str, float]:
-        """Recompute the marked objects; returns ``{name: earliest change}`` for the names whose desired
-        endpoints changed."""
-        marked, self._marked = self._marked, {}
+    def recompute(self, limit: int | None = None) -> dict[str, float]:
+        """Recompute the marked objects (at most ``limit`` of them; the rest stay marked); returns ``{name:
+        earliest change}`` for the names whose desired endpoints changed."""
+        if limit is None or len(self._marked) <= limit:
+            marked, self._marked = self._marked, {}
+        else:
+            marked = {}
+            for oid in list(itertools.islice(self._marked, limit)):
+                marked[oid] = self._marked.pop(oid)
         sources = {s.name: s for s in self.sources}
         changed: dict[str, float] = {}
         for oid, received in marked.items():

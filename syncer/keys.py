@@ -25,6 +25,7 @@ Targets are canonical strings, the same in desired endpoints and in records read
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 from skydns.names import name_to_key
 from skydns.record import Record
@@ -43,8 +44,9 @@ def leaf(record_type: str, target: str) -> str:
     return hashlib.sha256(f"{record_type}|{target}".encode()).hexdigest()[:LEAF_LENGTH]
 
 
+@lru_cache(maxsize=1 << 18)
 def name_key(prefix: str, name: str) -> str:
-    """The key path of a name (no leaf): ``/skydns/org/example/www``."""
+    """The key path of a name (no leaf): ``/skydns/org/example/www``; remembered, as every plan of a name asks."""
     return name_to_key(name, prefix)
 
 

@@ -118,7 +118,8 @@ class Writer:
         self.attempts = attempts
         self.concurrency = concurrency
         self.last_revision = 0  # the newest revision a transaction of ours committed at
-        self.on_commit: Callable[[int], None] | None = None  # told the revision of every write of ours
+        #: told every write of ours: its revision and the keys it put (with their values) or deleted (None)
+        self.on_commit: Callable[[int, list[tuple[bytes, bytes | None]]], None] | None = None
         self.fence: Leadership | None = None  # when set, every transaction also checks that we still lead
         self.fenced: Fenced | None = None  # set once a transaction found the lead lost (until the next fence)
 
@@ -221,13 +222,24 @@ class Writer:
             if succeeded:
                 self.last_revision = max(self.last_revision, revision)
                 if self.on_commit is not None:
-                    self.on_commit(revision)
+                    self.on_commit(revision, _written(ops))
             elif fence is not None and not fence.still_held(response):
                 self.fenced = Fenced(f"the leader key {fence.key.decode()} is gone or no longer ours")
                 raise self.fenced
             return succeeded
 
         return await retry_async(call, f"etcd transaction for {name}")
+
+
+def _written(ops: list[_Op]) -> list[tuple[bytes, bytes | None]]:
+    """What a committed transaction wrote: each key put, with its value, or deleted (None)."""
+    out: list[tuple[bytes, bytes | None]] = []
+    for op in ops:
+        if op.kind == "put" and op.action is not None:
+            out.append((op.key, op.action.request_put.value))
+        elif op.kind == "delete":
+            out.append((op.key, None))
+    return out
 
 
 async def _all(calls: Iterable[Awaitable[None]]) -> None:

@@ -32,6 +32,7 @@ Each :class:`~syncer.kube.changes.ObjectChange` carries ``received``, the ``time
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
 from collections.abc import Iterable, Mapping
@@ -136,6 +137,9 @@ class Reflector(ListWatch):
         self._relist_reason = None
         CACHED_OBJECTS.labels(self.kind).set(len(self.cache))
         self._hand_over(changes)
+        # The cache is long-lived: out of the cyclic GC's scans, which would otherwise walk every cached object
+        # again and again while a large cluster loads (and pause the loop for seconds each time).
+        gc.freeze()
 
     async def _list(self) -> tuple[dict[Key, Obj], str]:
         items: dict[Key, Obj] = {}
