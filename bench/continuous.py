@@ -1,7 +1,7 @@
 """The continuous syncer against its five targets: change latency, first sync, memory, no-op runs, throughput.
 
     .venv/bin/python bench/continuous.py [--quick] [--part 1 --part 2 ...] [--large 0] [--keep DIR]
-        [--profile DIR | --tracemalloc DIR | --gc-stats DIR] [--stock-fake]
+        [--profile DIR | --tracemalloc DIR | --gc-stats DIR]
 
 Everything runs on this machine: a local etcd (``devtools.localetcd.LocalEtcd``), the tests' fake Kubernetes API
 server (``tests.fakekube.FakeKubeServer``, in this process: objects are applied to it directly), ``python -m
@@ -27,11 +27,6 @@ Nodes. Parts:
 fake: what the fake server itself sustains (applies per second, events per second delivered to an
    out-of-process watch reader, the CPU a paged list of N and of the large cluster costs it).
 
-The stock fake answers each list page by sorting every object of the kind (O(N) per 500-object page, so O(N^2)
-per list: minutes at 100,000). Unless ``--stock-fake``, this script swaps in a list function that keeps the sorted
-snapshot of one resourceVersion and slices it; it is checked to answer byte-for-byte like the stock one (paging,
-continue tokens, a list spanning concurrent changes) before it is used, and the table says which one was used.
-
 ``--profile DIR`` runs every syncer process under cProfile, one profile per phase (``DIR/<label>-<phase>.prof``
 plus the top functions in ``.txt``: ``first-sync``, ``idle``, ``relist``, ``changes``, ``burst``, ...; the
 ``before-*`` windows hold what ran between phases); ``--tracemalloc DIR`` runs them with tracemalloc and writes
@@ -47,9 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import contextlib
-import copy
 import gc
 import json
 import os
@@ -63,7 +56,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,97 +173,6 @@ class Cluster:
 
     def expected(self, index: int) -> str:
         return lb_ip(index, self.generation[index])
-
-
-# --------------------------------------------------------------------------------------------- the fake's lists
-
-
-class CachedLists:
-    """A drop-in for ``tests.fakekube.server.list_objects`` that sorts each (kind, resourceVersion, filter)
-    snapshot once and slices it per page, instead of sorting every object for every page."""
-
-    def __init__(self, original: Callable[..., Any]) -> None:
-        self.original = original
-        self._cache: dict[tuple[Any, ...], tuple[list[Any], list[Any]]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, store: Any, route: Any, params: dict[str, str]) -> dict[str, Any]:
-        at, after = fakeserver._list_start(store, params)
-        rv, entry = self._sorted(store, route, params, at)
-        keys, objs = entry
-        start = 0 if after is None else bisect.bisect_right(keys, after)
-        remaining = len(keys) - start
-        metadata: dict[str, Any] = {"resourceVersion": str(rv)}
-        limit = int(params.get("limit") or 0)
-        count = remaining
-        if 0 < limit < remaining:
-            last = objs[start + limit - 1]["metadata"]
-            metadata["continue"] = fakeserver._encode_continue(rv, (last.get("namespace", ""), last["name"]))
-            if not params.get("labelSelector") and not params.get("fieldSelector"):
-                metadata["remainingItemCount"] = remaining - limit
-            count = limit
-        kind = route.kind
-        return {"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": metadata,
-                "items": [fakeserver.strip_type(copy.deepcopy(obj)) for obj in objs[start:start + count]]}
-
-    def _sorted(self, store: Any, route: Any, params: dict[str, str], at: int | None) -> tuple[int, Any]:
-        with store.cond:
-            rv = store.rv if at is None else at
-            cache_key = (route.kind.kind, rv, route.namespace, params.get("labelSelector", ""),
-                         params.get("fieldSelector", ""))
-            with self._lock:
-                entry = self._cache.get(cache_key)
-            if entry is not None:
-                return rv, entry
-            rv, objects = store.snapshot(route.kind, at)
-        matches = fakeserver.request_filter(route, params)
-        pairs = [(key, obj) for key, obj in sorted(objects.items()) if matches(obj)]
-        entry = ([k for k, _ in pairs], [o for _, o in pairs])
-        with self._lock:
-            if len(self._cache) > 16:
-                self._cache.clear()
-            self._cache[cache_key] = entry
-        return rv, entry
-
-
-def check_cached_lists(cached: CachedLists) -> None:
-    """The cached lists answer exactly as the stock function: whole paged lists, one spanning changes, filters."""
-    kube = FakeKubeServer()
-    for i in range(1234):
-        kube.apply(service(i))
-    route = fakeserver.parse_route("/api/v1/services")
-    namespaced = fakeserver.parse_route("/api/v1/namespaces/ns-3/services")
-    assert route is not None and namespaced is not None
-    for r, extra in ((route, {}), (namespaced, {}), (route, {"labelSelector": "team=team-3"})):
-        token: str | None = None
-        for page in range(1000):
-            params = {"limit": "100", **extra, **({"continue": token} if token else {})}
-            want = json.dumps(cached.original(kube.store, r, dict(params)))
-            got = json.dumps(cached(kube.store, r, dict(params)))
-            if want != got:
-                raise AssertionError(f"cached list differs from the fake's on page {page} of {params}")
-            token = json.loads(want)["metadata"].get("continue")
-            if not token:
-                break
-            if page == 3:  # a list that spans changes reads the snapshot of its first page
-                for i in range(5):
-                    kube.apply(service(i, generation=9))
-                kube.delete("Service", "svc-77", "ns-27")
-
-
-@contextlib.contextmanager
-def list_function(stock: bool) -> Iterator[str]:
-    if stock:
-        yield "stock fake"
-        return
-    original = fakeserver.list_objects
-    cached = CachedLists(original)
-    check_cached_lists(cached)
-    fakeserver.list_objects = cached
-    try:
-        yield "fake with cached list snapshots"
-    finally:
-        fakeserver.list_objects = original
 
 
 # --------------------------------------------------------------------------------------------- processes
@@ -1171,22 +1073,17 @@ def fake_capacity(report: Report, small: int, large: int, events: int) -> None:
                 reader.kill()
         report.add("fake", "apply() with one watch open / events delivered to an out-of-process reader",
                    f"{events / applied:,.0f}/s / {int(seen) / max(float(took), 1e-9):,.0f}/s", "")
-    original = getattr(fakeserver.list_objects, "original", fakeserver.list_objects)
     for n in sorted({small, large} - {0}):
         kube = FakeKubeServer()
         for i in range(n):
             kube.apply(service(i))
-        seconds, pages, measured = list_seconds(kube, original, max_pages=20)
-        how = "" if measured == pages else f", extrapolated from {measured} of {pages} pages"
-        cached, _, _ = list_seconds(kube, CachedLists(original), max_pages=pages)
-        report.add("fake", f"CPU to serve one paged list (limit 500) of {n:,} Services: stock fake{how} / "
-                   "cached snapshots", f"{seconds:.1f} s / {cached:.1f} s", "")
+        seconds, _, _ = list_seconds(kube, fakeserver.list_objects)
+        report.add("fake", f"CPU to serve one paged list (limit 500) of {n:,} Services", f"{seconds:.1f} s", "")
 
 
-def list_seconds(kube: FakeKubeServer, lister: Callable[..., Any], max_pages: int) -> tuple[float, int, int]:
-    """CPU seconds ``lister`` (+ the JSON encoding) takes for a whole paged list of Services; with the stock fake
-    every page costs the same (each sorts all objects), so past ``max_pages`` the rest is extrapolated.
-    (seconds, pages, pages measured)"""
+def list_seconds(kube: FakeKubeServer, lister: Callable[..., Any]) -> tuple[float, int, int]:
+    """CPU seconds ``lister`` (+ the JSON encoding) takes for a whole paged list of Services:
+    (seconds, pages, pages measured)."""
     route = fakeserver.parse_route("/api/v1/services")
     assert route is not None
     pages = -(-len(kube.store.objects[fakeserver.BY_KIND["Service"]]) // 500)
@@ -1194,13 +1091,13 @@ def list_seconds(kube: FakeKubeServer, lister: Callable[..., Any], max_pages: in
     t = time.process_time()
     token: str | None = None
     measured = 0
-    for measured in range(1, pages + 1):
+    while True:
         doc = lister(kube.store, route, {"limit": "500", **({"continue": token} if token else {})})
         json.dumps(doc)
+        measured += 1
         token = doc["metadata"].get("continue")
-        if not token or measured >= max_pages:
-            break
-    return (time.process_time() - t) * pages / measured, pages, measured
+        if not token:
+            return time.process_time() - t, pages, measured
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -1237,38 +1134,37 @@ async def run(args: argparse.Namespace, report: Report) -> set[str]:
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
     shown = set(parts)
-    with list_function(args.stock_fake) as lists:
-        report.notes.append(f"lists served by: {lists}; load average at start: {os.getloadavg()[0]:.2f}")
-        if modes.profile or modes.tracemalloc or modes.gc_stats:
-            report.notes.append("syncers ran under a profiler: the timings are not the real ones")
-        small: Env | None = None
-        if parts & {"1", "2", "3", "4", "5"}:
-            async with contextlib.AsyncExitStack() as stack:
-                env = small = await open_env(stack, s.services, modes, report, "small")
-                report.notes.append(f"{env.cluster.objects:,} objects applied to the fake in {env.populate_s:.1f} s")
-                steps: list[tuple[str, str, Any]] = [
-                    ("5", "idle", lambda: part5_idle(env, report, s.idle_seconds)),
-                    ("4", "relist", lambda: part4_relist(env, report)),
-                    ("1", "changes", lambda: part1(env, report, s.changes, s.rate)),
-                    ("5", "burst", lambda: part5_burst(env, report, s.burst_rate, s.burst_seconds)),
-                    ("4", "restart", lambda: part4_restart_and_resync(env, report, modes)),
-                ]
-                for part, window, step in steps:
-                    if part in parts:
-                        await env.syncer.profile_mark(f"before-{window}")
-                        await step()
-                        await env.syncer.profile_mark(window)
-        if parts & {"2", "3"} and s.large:
-            async with contextlib.AsyncExitStack() as stack:
-                env = await open_env(stack, s.large, modes, report, "large")
-                report.notes.append(f"{env.cluster.objects:,} objects applied to the fake in {env.populate_s:.1f} s")
-                if small is not None:
-                    slope = (env.rss - small.rss) * 1e6 / (env.cached - small.cached)
-                    report.add("3", f"RSS slope per cached object, {small.cached:,} -> {env.cached:,} objects "
-                               f"({env.rss:.0f} MB at {s.large:,} Services)", f"{slope / 1000:.2f} KB", "≤ 2 KB",
-                               slope <= 2000)
-        if "fake" in parts:
-            fake_capacity(report, s.services, s.large, int(s.burst_rate * s.burst_seconds))
+    report.notes.append(f"load average at start: {os.getloadavg()[0]:.2f}")
+    if modes.profile or modes.tracemalloc or modes.gc_stats:
+        report.notes.append("syncers ran under a profiler: the timings are not the real ones")
+    small: Env | None = None
+    if parts & {"1", "2", "3", "4", "5"}:
+        async with contextlib.AsyncExitStack() as stack:
+            env = small = await open_env(stack, s.services, modes, report, "small")
+            report.notes.append(f"{env.cluster.objects:,} objects applied to the fake in {env.populate_s:.1f} s")
+            steps: list[tuple[str, str, Any]] = [
+                ("5", "idle", lambda: part5_idle(env, report, s.idle_seconds)),
+                ("4", "relist", lambda: part4_relist(env, report)),
+                ("1", "changes", lambda: part1(env, report, s.changes, s.rate)),
+                ("5", "burst", lambda: part5_burst(env, report, s.burst_rate, s.burst_seconds)),
+                ("4", "restart", lambda: part4_restart_and_resync(env, report, modes)),
+            ]
+            for part, window, step in steps:
+                if part in parts:
+                    await env.syncer.profile_mark(f"before-{window}")
+                    await step()
+                    await env.syncer.profile_mark(window)
+    if parts & {"2", "3"} and s.large:
+        async with contextlib.AsyncExitStack() as stack:
+            env = await open_env(stack, s.large, modes, report, "large")
+            report.notes.append(f"{env.cluster.objects:,} objects applied to the fake in {env.populate_s:.1f} s")
+            if small is not None:
+                slope = (env.rss - small.rss) * 1e6 / (env.cached - small.cached)
+                report.add("3", f"RSS slope per cached object, {small.cached:,} -> {env.cached:,} objects "
+                           f"({env.rss:.0f} MB at {s.large:,} Services)", f"{slope / 1000:.2f} KB", "≤ 2 KB",
+                           slope <= 2000)
+    if "fake" in parts:
+        fake_capacity(report, s.services, s.large, int(s.burst_rate * s.burst_seconds))
     return shown
 
 
@@ -1284,7 +1180,6 @@ def main() -> int:
     ap.add_argument("--burst-rate", type=float, help="part 5: changes per second")
     ap.add_argument("--burst-seconds", type=float, help="part 5: how long")
     ap.add_argument("--idle-seconds", type=float, help="part 5: idle CPU measured over this long")
-    ap.add_argument("--stock-fake", action="store_true", help="serve lists with the fake's own O(N) per page")
     ap.add_argument("--profile", metavar="DIR", help="run the syncers under cProfile, profiles into DIR")
     ap.add_argument("--tracemalloc", metavar="DIR", help="run the syncers with tracemalloc, top sites into DIR")
     ap.add_argument("--gc-stats", metavar="DIR", help="time the syncers' garbage collections, JSON into DIR")

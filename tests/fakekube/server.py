@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import contextlib
 import copy
 import dataclasses
@@ -482,17 +483,22 @@ class Store:
                 raise not_found(kind, key[1])
             return copy.deepcopy(self.objects[kind][key])
 
-    def snapshot(self, kind: Kind, rv: int | None) -> tuple[int, dict[Key, Obj]]:
-        """The objects of a kind as they were at ``rv`` (None: now), undoing the newer history."""
+    def check_readable(self, rv: int) -> None:
+        """ApiError unless the state at ``rv`` can be read: not in the future, not compacted away."""
         with self.cond:
-            if rv is None or rv == self.rv:
-                return self.rv, dict(self.objects[kind])
             if rv > self.rv:
                 cause = {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
                 raise ApiError(504, "Timeout", f"Too large resource version: {rv}, current: {self.rv}",
                                {"causes": [cause], "retryAfterSeconds": 1})
             if rv < self.compacted_rv:
                 raise too_old(rv, self.compacted_rv)
+
+    def snapshot(self, kind: Kind, rv: int | None) -> tuple[int, dict[Key, Obj]]:
+        """The objects of a kind as they were at ``rv`` (None: now), undoing the newer history."""
+        with self.cond:
+            if rv is None or rv == self.rv:
+                return self.rv, dict(self.objects[kind])
+            self.check_readable(rv)
             objects = dict(self.objects[kind])
             for event in reversed(self.history):
                 if event.rv <= rv:
@@ -656,11 +662,40 @@ def _list_start(store: Store, params: dict[str, str]) -> tuple[int | None, Key |
     return (parse_rv(params.get("resourceVersion")) if exact else None), None
 
 
+_LIST_CACHE: dict[tuple[int, Any, ...], tuple[list[Key], list[Obj]]] = {}
+_LIST_CACHE_LOCK = threading.Lock()
+
+
+def _sorted_matches(store: Store, route: Route, params: dict[str, str], at: int | None
+                    ) -> tuple[int, list[Key], list[Obj]]:
+    """The matching objects of one (kind, resourceVersion, namespace, selectors), sorted by key - built once and
+    kept for the pages that follow (a paged list would otherwise sort every object for every page)."""
+    with store.cond:
+        rv = store.rv if at is None else at
+        cache_key = (id(store), route.kind.kind, rv, route.namespace, params.get("labelSelector", ""),
+                     params.get("fieldSelector", ""))
+        with _LIST_CACHE_LOCK:
+            entry = _LIST_CACHE.get(cache_key)
+        if entry is None:
+            rv, objects = store.snapshot(route.kind, at)
+        elif at is not None and at != store.rv:
+            store.check_readable(at)
+    if entry is None:
+        matches = request_filter(route, params)
+        pairs = [(key, obj) for key, obj in sorted(objects.items()) if matches(obj)]
+        entry = ([k for k, _ in pairs], [o for _, o in pairs])
+        with _LIST_CACHE_LOCK:
+            if len(_LIST_CACHE) > 16:
+                _LIST_CACHE.clear()
+            _LIST_CACHE[cache_key] = entry
+    return rv, entry[0], entry[1]
+
+
 def list_objects(store: Store, route: Route, params: dict[str, str]) -> Obj:
     at, after = _list_start(store, params)
-    rv, objects = store.snapshot(route.kind, at)
-    matches = request_filter(route, params)
-    items = [obj for key, obj in sorted(objects.items()) if (after is None or key > after) and matches(obj)]
+    rv, keys, objs = _sorted_matches(store, route, params, at)
+    start = 0 if after is None else bisect.bisect_right(keys, after)
+    items = objs[start:]
     metadata: Obj = {"resourceVersion": str(rv)}
     limit = int(params.get("limit") or 0)
     if 0 < limit < len(items):
