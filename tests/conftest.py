@@ -39,6 +39,17 @@ async def etcd(etcd_server: LocalEtcd) -> AsyncIterator[EtcdClient]:
 
 
 @pytest.fixture
+async def own_client(own_etcd: LocalEtcd) -> AsyncIterator[EtcdClient]:
+    """A connected client to the test's own etcd."""
+    client = EtcdClient(etcd_settings(own_etcd))
+    await client.connect()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
 def own_etcd() -> Iterator[LocalEtcd]:
     """An etcd of the test's own, for tests that restart, freeze or compact it."""
     with LocalEtcd() as server:

@@ -105,11 +105,3 @@ async def resolver(etcd: EtcdClient, etcd_server: LocalEtcd) -> AsyncIterator[Re
         await running.stop()
 
 
-@pytest.fixture
-async def own_client(own_etcd: LocalEtcd) -> AsyncIterator[EtcdClient]:
-    client = EtcdClient(EtcdSettings.from_env(own_etcd.endpoint, env={}))
-    await client.connect()
-    try:
-        yield client
-    finally:
-        await client.close()

@@ -29,16 +29,6 @@ from tests.resolver.conftest import RecordingStore, eventually
 PREFIX = "/skydns"
 
 
-@pytest.fixture
-async def own_client(own_etcd: LocalEtcd) -> AsyncIterator[EtcdClient]:
-    client = EtcdClient(EtcdSettings.from_env(own_etcd.endpoint, env={}))
-    await client.connect()
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
 @contextlib.asynccontextmanager
 async def running_mirror(endpoint: str, store: RecordingStore, wait_ready: bool = True,
                          metrics: MirrorMetrics | None = None) -> AsyncIterator[tuple[EtcdMirror, EtcdClient]]:
