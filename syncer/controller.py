@@ -68,6 +68,7 @@ COALESCE_SECONDS = 0.01  # events arriving together are planned together
 LOGGED_CHANGES = 100  # a step with more changes logs each at debug level, and a summary
 RECOMPUTE_SLICE = 2000  # objects recomputed between two turns of the event loop
 THREAD_PLAN_SIZE = 5000  # a plan over more records than this is computed off the event loop
+WRITE_DEADLINE = 2  # seconds for one etcd call of the continuous syncer (writes, reads, the lease)
 STOP_GRACE_SECONDS = 8.0  # how long a stop waits for the transaction in flight
 MIRROR_CATCH_UP_SECONDS = 1.0
 WRITE_BACKOFF = (0.2, 30.0)
@@ -344,7 +345,9 @@ class Target:
         self.desired = DesiredState(sources, filters)
         self.records = CurrentRecords(config.prefix, on_change=self._records_changed)
         self._mirror_client = EtcdClient(config.etcd)
-        self._writer_client = EtcdClient(config.etcd)
+        # A write etcd dropped (its leader died) is given up after WRITE_DEADLINE and retried - guarded, so safe -
+        # rather than waiting out a long default deadline.
+        self._writer_client = EtcdClient(config.etcd, timeout=WRITE_DEADLINE)
         self.mirror = EtcdMirror(self._mirror_client, self.records, config.prefix, backoff_max=5.0,
                                  metrics=MirrorMetrics.of(metrics_namespace,
                                                           ready_name=f"{metrics_namespace}_etcd_ready"))
@@ -567,7 +570,7 @@ class Controller:
         self._tasks: list[asyncio.Task[None]] = []
         self._failures = 0
         self._announced = False
-        self._election_client = EtcdClient(config.etcd)
+        self._election_client = EtcdClient(config.etcd, timeout=WRITE_DEADLINE)
         self.election: Election | None = None if config.dry_run else Election(
             self._election_client, config.election_prefix, config.owner_id, config.election_ttl)
         self.leading = False

@@ -6,9 +6,11 @@ etcd's own election recipe (``client/v3/concurrency``), on the records' etcd its
   transaction that compares ``create_revision == 0`` (the key is new); its value names the candidate (host, pid).
   The candidate whose key has the **lowest create revision** leads; the others wait for a key under the prefix to
   be deleted (a leader resigned or its lease ran out) and look again;
-* **keep-alive**: the lease is refreshed every ``ttl / 3``; a refresh answered with TTL 0 means the lease is gone
-  (``lease expired``); no successful refresh for ``ttl`` seconds means etcd is unreachable - either way the lead is
-  lost, locally, before or at the moment etcd itself lets the key go;
+* **keep-alive**: the lease is refreshed every ``ttl / 3`` from the moment it is granted - while the candidate
+  waits too, and once more the moment it wins, so a candidate never leads on a lease about to run out; a refresh
+  answered with TTL 0 means the lease is gone (``lease expired``); no successful refresh for ``ttl`` seconds means
+  etcd is unreachable - either way the lead is lost, locally, before or at the moment etcd itself lets the key go;
+  a campaign retried after an error revokes its old lease first, so no stale key waits in the queue;
 * **fencing**: every write transaction of the leader also compares ``create_revision(leader key) == the revision it
   was created at`` (:meth:`Leadership.compares`), so a leader that was paused, lost its lease and wakes up with a
   stale view can commit nothing: etcd checks it atomically with the write, whatever the clocks and pauses. The
@@ -112,8 +114,22 @@ class Election:
                     log.info("standing_by", leader=self._describe(leader))
                 self.standing_by = self._describe(leader)
                 revision = await self._wait_for_delete(revision)
+                if not await self._refresh():  # a candidate's lease is kept alive while it waits, too
+                    key, revision = await self._enter()
+
+    async def _refresh(self) -> bool:
+        """Refresh our lease once; False when etcd says it is gone."""
+        reply = await within(CALL_TIMEOUT, self.client.refresh_lease(self.lease_id))
+        if int(getattr(reply, "TTL", 0)) <= 0:
+            return False
+        self.renewed_at = time.monotonic()
+        return True
 
     async def _enter(self) -> tuple[bytes, int]:
+        if self.lease_id:  # a campaign retried after an error: our old key must not stand in the queue
+            with contextlib.suppress(Exception):
+                await within(CALL_TIMEOUT, self.client.revoke_lease(self.lease_id))
+            self.lease_id = 0
         grant = await within(CALL_TIMEOUT, self.client.lease(self.ttl))
         self.lease_id = grant.id
         self.renewed_at = time.monotonic()
@@ -168,9 +184,13 @@ class Election:
     # -- holding it -----------------------------------------------------------------------------------------
 
     async def keep(self) -> None:
-        """Refresh the lease every TTL/3 until it can't be: raises :class:`LostLead` (never returns)."""
+        """Refresh the lease at once and then every TTL/3 until it can't be: raises :class:`LostLead` (never
+        returns)."""
+        first = True
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            if not first:
+                await asyncio.sleep(self.ttl / 3)
+            first = False
             try:
                 reply = await within(CALL_TIMEOUT, self.client.refresh_lease(self.lease_id))
             except asyncio.CancelledError:
