@@ -87,6 +87,14 @@ def _lb_status(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"loadBalancer": {"ingress": ingress}} if ingress else None
 
 
+def _spec_and_lb_status(obj: Mapping[str, Any], out: Obj, spec: dict[str, Any]) -> None:
+    """Services and Ingresses: the kept spec, and the load balancer's addresses when there are any."""
+    out["spec"] = spec
+    status = _lb_status(obj)
+    if status:
+        out["status"] = status
+
+
 def _service(obj: Mapping[str, Any], out: Obj) -> None:
     spec = _map(obj.get("spec"))
     kept = _pick(spec, ("type", "clusterIP", "externalIPs", "externalName", "externalTrafficPolicy",
@@ -96,10 +104,7 @@ def _service(obj: Mapping[str, Any], out: Obj) -> None:
     ports = [_pick(_map(p), ("nodePort", "protocol")) for p in _list(spec.get("ports"))]
     if ports:
         kept["ports"] = ports
-    out["spec"] = kept
-    status = _lb_status(obj)
-    if status:
-        out["status"] = status
+    _spec_and_lb_status(obj, out, kept)
 
 
 def _ingress(obj: Mapping[str, Any], out: Obj) -> None:
@@ -111,10 +116,7 @@ def _ingress(obj: Mapping[str, Any], out: Obj) -> None:
         kept["rules"] = rules
     if tls:
         kept["tls"] = tls
-    out["spec"] = kept
-    status = _lb_status(obj)
-    if status:
-        out["status"] = status
+    _spec_and_lb_status(obj, out, kept)
 
 
 def _node(obj: Mapping[str, Any], out: Obj) -> None:
