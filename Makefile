@@ -6,6 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv tools test lint demo clean
 
+# Checkov (the IaC scanner tests/test_deploy_validators.py runs over the rendered overlays) pins dozens of
+# libraries of its own, so it gets a venv of its own rather than sharing ours.
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_VERSION := 3.3.30
+
 venv: $(STAMP)
 
 # (Re)install when the pinned dependencies change.
@@ -20,7 +26,8 @@ $(STAMP): pyproject.toml
 # Best effort: what is missing is installed with apt when we are root; without it those tests skip and say why.
 # Installing starts no service: a policy-rc.d that denies every start is in place during the install (one is
 # written and removed again when the system has none), and where systemd runs the new services are disabled.
-TOOLS := dig:dnsutils kdig:knot-dnsutils named:bind9 unbound:unbound kresd:knot-resolver
+TOOLS := dig:dnsutils kdig:knot-dnsutils named:bind9 unbound:unbound kresd:knot-resolver knotd:knot \
+	promtool:prometheus docker-compose:docker-compose
 
 tools:
 	@PATH="$$PATH:/usr/sbin:/sbin"; missing=""; \
@@ -35,19 +42,24 @@ tools:
 	if [ -n "$$own_policy" ]; then rm -f $$policy; fi; \
 	services=""; for pkg in $$missing; do case $$pkg in \
 	  bind9) services="$$services named";; unbound) services="$$services unbound unbound-resolvconf";; \
-	  knot-resolver) services="$$services kresd.target kresd@1 kres-cache-gc";; esac; done; \
+	  knot-resolver) services="$$services kresd.target kresd@1 kres-cache-gc";; \
+	  knot) services="$$services knot";; prometheus) services="$$services prometheus";; esac; done; \
 	if [ -n "$$services" ] && [ -d /run/systemd/system ]; then \
 	  systemctl disable --now $$services >/dev/null 2>&1 || true; fi
+
+$(CHECKOV):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 
 lint: venv
 	$(BIN)/ruff check skydns resolver syncer devtools tests bench
 	$(BIN)/mypy skydns resolver syncer devtools
 
-test: lint tools
+test: lint tools $(CHECKOV)
 	$(BIN)/python -m pytest -q
 
 demo: venv
 	$(BIN)/python -m devtools.demo
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) build *.egg-info

@@ -65,6 +65,12 @@ def make_tls_files(directory: Path) -> TlsFiles:
                     client_key=client[1], other_ca=other_ca)
 
 
+def client_certificate(tls: TlsFiles, common_name: str) -> tuple[Path, Path]:
+    """Another client certificate from the test CA, for ``common_name`` (etcd's user name under cert auth)."""
+    directory = tls.ca.parent
+    return _leaf(directory, common_name, (tls.ca, directory / "test-ca-key.pem"), "clientAuth", None)
+
+
 class TlsEtcd(LocalEtcd):
     """A real etcd whose client URL is ``https://127.0.0.1:PORT`` and that requires a client certificate."""
 
