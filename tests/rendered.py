@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -38,6 +39,21 @@ def render_text(path: str) -> str:
     if done.returncode != 0:
         raise AssertionError(f"kubectl kustomize manifests/{path} failed:\n{done.stderr}")
     return done.stdout
+
+
+def render_combined(directory: Path, overlay_name: str, components: list[str]) -> list[Obj]:
+    """An overlay with extra components (``components/<name>``), as a user's own kustomization in ``directory``
+    would combine them (kustomize wants relative paths)."""
+    def relative(path: Path) -> str:
+        return os.path.relpath(path, directory)
+
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [relative(MANIFESTS / "overlays" / overlay_name)],
+        "components": [relative(MANIFESTS / "components" / c) for c in components]}))
+    done = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
 def render(path: str) -> list[Obj]:

@@ -61,6 +61,7 @@ from tests.rendered import (
     overlay,
     pod_template,
     port_number,
+    render_combined,
     selects,
     workloads,
 )
@@ -79,7 +80,10 @@ class Container:
 
 
 def containers(name: str) -> list[Container]:
-    docs = overlay(name)
+    return containers_of(name, overlay(name))
+
+
+def containers_of(name: str, docs: list[Obj]) -> list[Container]:
     found = []
     for workload in workloads(docs):
         template = pod_template(workload)
@@ -191,11 +195,13 @@ def test_the_load_balancer_serves_53_udp_and_tcp_onto_the_resolver_and_keeps_cli
 
 # -- RBAC --------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", OVERLAYS)
-def test_rbac_is_list_and_watch_of_exactly_the_kinds_the_configured_sources_read(name: str, tmp_path: Path) -> None:
-    docs = overlay(name)
-    (syncer,) = program(name, "dnssync")
-    sources = syncer_config(syncer.command[1:], runnable_env(syncer, tmp_path)).sources.sources
+def syncer_of(docs: list[Obj], scratch: Path) -> tuple[Container, tuple[str, ...]]:
+    (syncer,) = [c for c in containers_of("rendered", docs) if c.command[0] == "dnssync"]
+    return syncer, syncer_config(syncer.command[1:], runnable_env(syncer, scratch)).sources.sources
+
+
+def assert_rbac_fits_the_sources(docs: list[Obj], scratch: Path) -> None:
+    syncer, sources = syncer_of(docs, scratch)
     role = one(docs, "ClusterRole")
     granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
                for resource in rule["resources"] for verb in rule["verbs"]}
@@ -209,6 +215,21 @@ def test_rbac_is_list_and_watch_of_exactly_the_kinds_the_configured_sources_read
     assert binding["roleRef"]["name"] == name_of(role)
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": syncer.pod["spec"]["serviceAccountName"],
                                     "namespace": "dnssync"}]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_rbac_is_list_and_watch_of_exactly_the_kinds_the_configured_sources_read(name: str, tmp_path: Path) -> None:
+    assert_rbac_fits_the_sources(overlay(name), tmp_path)
+
+
+def test_the_gateway_component_turns_on_the_route_sources_and_grants_exactly_what_they_read(tmp_path: Path) -> None:
+    combined = tmp_path / "mine"
+    combined.mkdir()
+    docs = render_combined(combined, "ha", ["gateway-api"])
+    _, sources = syncer_of(docs, tmp_path)
+    assert {s for s in sources if s.startswith("gateway-")} == {
+        "gateway-httproute", "gateway-grpcroute", "gateway-tlsroute", "gateway-tcproute", "gateway-udproute"}
+    assert_rbac_fits_the_sources(docs, tmp_path)
 
 
 # -- every pod locked down ---------------------------------------------------------------------------------------
