@@ -197,9 +197,13 @@ async def test_access_denied_is_retried_logged_once_and_shown_in_health_until_fi
             health = r.health()
             assert health["forbidden"] is True and health["ready"] is False and health["connected"] is False
             assert 'cannot list resource "services"' in health["access_denied"]
+            assert (metric("dnssync_kube_forbidden", kind="Service"), metric("dnssync_kube_api_up", kind="Service")) \
+                == (1, 0)
             kube.clear_failures()  # RBAC fixed
             await asyncio.wait_for(r.ready.wait(), 5)
             assert r.health()["forbidden"] is False and "access_denied" not in r.health()
+            assert (metric("dnssync_kube_forbidden", kind="Service"), metric("dnssync_kube_api_up", kind="Service")) \
+                == (0, 1)
             assert got.names() == [("web", "added")]
 
             kube.fail_requests(403, 2, verb="watch", kind="Service")  # and refused again, on the watch
