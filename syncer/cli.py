@@ -6,7 +6,9 @@ Every flag also comes from the environment as ``DNSSYNC_<FLAG>`` (``--owner-id``
 ``--dry-run`` -> ``DNSSYNC_DRY_RUN=true``; repeatable flags comma-separated, e.g.
 ``DNSSYNC_DOMAIN_FILTER=example.org,example.net``); a flag on the command line wins over its variable.
 ExternalDNS spellings are accepted: ``--txt-owner-id`` (= ``--owner-id``) and ``--coredns-prefix``
-(= ``--prefix``). etcd comes from ``--etcd-endpoints``, else ``ETCD_URLS``, with TLS and auth from ``ETCD_*``
+(= ``--prefix``), and ``--txt-prefix``/``--txt-suffix``/``--txt-wildcard-replacement`` (= ``--adopt-txt-...``: they
+say where ExternalDNS's TXT registry put its ownership records, so ExternalDNS's own values work unchanged; dnssync
+writes no TXT registry). etcd comes from ``--etcd-endpoints``, else ``ETCD_URLS``, with TLS and auth from ``ETCD_*``
 exactly as ExternalDNS reads them (:mod:`skydns.etcd`).
 
 Exit codes: 0 success (continuous mode: stopped by SIGTERM/SIGINT); 1 a sync error (``--once``: etcd or the
@@ -37,6 +39,7 @@ from skydns.etcd import EtcdConfigError, EtcdSettings
 from skydns.names import normalize_prefix
 from skydns.settings import parse_bool, parse_duration, parse_hostport
 from skydns.views import check_view_name
+from syncer.adoption import AdoptionRules, AffixMapper
 from syncer.config import ANNOTATION_PREFIXES, SourceConfig, SyncConfig
 from syncer.plan import POLICIES
 from syncer.sources import DEFAULT_SOURCES, KNOWN_SOURCES
@@ -97,6 +100,11 @@ FLAGS = (
     Flag(("--annotation-filter",), "str", "label-selector syntax applied to the objects' annotations",
          default="", metavar="SELECTOR"),
     Flag(("--ingress-class",), "list", "only ingresses of these classes; repeatable", default=(), metavar="NAME"),
+    Flag(("--gateway-namespace",), "str", "gateway-* sources: only Gateways in this namespace (default: all; "
+         "--namespace does not apply to Gateways)", metavar="NS"),
+    Flag(("--gateway-label-filter",), "str", "gateway-* sources: label selector the Gateways must match",
+         default="", metavar="SELECTOR"),
+    Flag(("--gateway-name",), "str", "gateway-* sources: only Gateways of this name", metavar="NAME"),
     Flag(("--domain-filter",), "list", "only names in these domains; repeatable", default=(), metavar="DOMAIN"),
     Flag(("--exclude-domains",), "list", "never names in these domains; repeatable", default=(),
          metavar="DOMAIN"),
@@ -115,6 +123,15 @@ FLAGS = (
          metavar="PREFIX"),
     Flag(("--election-ttl",), "str", "the leader's etcd lease TTL (refreshed every TTL/3): how long a vanished "
          "leader blocks its successor", default="10s", metavar="DURATION"),
+    Flag(("--adopt-txt-owner",), "list", "adopt ExternalDNS's records: names whose ExternalDNS TXT-registry record "
+         "says owner ID become ours (records and ownership TXTs replaced in one transaction); repeatable",
+         default=(), metavar="ID"),
+    Flag(("--adopt-txt-prefix", "--txt-prefix"), "str", "the --txt-prefix ExternalDNS ran with (for "
+         "--adopt-txt-owner)", default="", metavar="PREFIX"),
+    Flag(("--adopt-txt-suffix", "--txt-suffix"), "str", "the --txt-suffix ExternalDNS ran with (for "
+         "--adopt-txt-owner)", default="", metavar="SUFFIX"),
+    Flag(("--adopt-txt-wildcard-replacement", "--txt-wildcard-replacement"), "str", "the "
+         "--txt-wildcard-replacement ExternalDNS ran with (for --adopt-txt-owner)", default="", metavar="TEXT"),
     Flag(("--resync-interval",), "str", "continuous mode: a full reconcile this often (e.g. 10m; 0 = off)",
          default="10m", metavar="DURATION"),
     Flag(("--log-format",), "str", "log format (stderr)", choices=("text", "json"), default="text"),
@@ -188,6 +205,7 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
                          "(e.g. external-dns.alpha.kubernetes.io/)")
     _check_selector("--label-filter", values["label_filter"])
     _check_selector("--annotation-filter", values["annotation_filter"])
+    _check_selector("--gateway-label-filter", values["gateway_label_filter"])
     templates = tuple(t for t in [values["fqdn_template"] or ""] if t.strip())
     _check_templates(templates)
     try:
@@ -205,6 +223,9 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         annotation_prefixes=(annotation_prefix,) if annotation_prefix else ANNOTATION_PREFIXES,
         publish_internal_services=bool(values["publish_internal_services"]),
         fqdn_templates=templates,
+        gateway_namespace=values["gateway_namespace"] or None,
+        gateway_label_filter=values["gateway_label_filter"],
+        gateway_name=values["gateway_name"] or None,
     )
     bad_sources = [s for s in sources.sources if s not in KNOWN_SOURCES]
     if bad_sources:
@@ -242,7 +263,29 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
                       owner_id=values["owner_id"], policy=values["policy"], prefix=prefix, etcd=etcd,
                       sources=sources, log_format=values["log_format"], log_level=values["log_level"],
                       http_listen=http_listen, resync_interval=resync, publish_views=tuple(dict.fromkeys(views)),
-                      election_prefix=election_prefix, election_ttl=election_ttl)
+                      election_prefix=election_prefix, election_ttl=election_ttl,
+                      adoption=_adoption(values))
+
+
+def _adoption(values: dict[str, Any]) -> AdoptionRules | None:
+    """``--adopt-txt-owner`` and where ExternalDNS's ownership TXTs are; affixes without an owner are a mistake."""
+    owners = tuple(dict.fromkeys(_split_list(values["adopt_txt_owner"])))
+    affixes = [f for f in ("adopt_txt_prefix", "adopt_txt_suffix", "adopt_txt_wildcard_replacement") if values[f]]
+    if not owners:
+        if affixes:
+            raise UsageError(f"--{affixes[0].replace('_', '-')} only says where ExternalDNS's ownership TXTs are; "
+                             "it needs --adopt-txt-owner ID")
+        return None
+    if values["policy"] == "create-only":
+        raise UsageError("--adopt-txt-owner replaces ExternalDNS's records, which --policy create-only never does "
+                         "(use sync or upsert-only)")
+    try:
+        mapper = AffixMapper(values["adopt_txt_prefix"], values["adopt_txt_suffix"],
+                             values["adopt_txt_wildcard_replacement"])
+    except ValueError:
+        raise UsageError("--adopt-txt-prefix and --adopt-txt-suffix exclude each other (as ExternalDNS's "
+                         "--txt-prefix and --txt-suffix)") from None
+    return AdoptionRules(owners, mapper)
 
 
 def _check_selector(flag: str, text: str) -> None:

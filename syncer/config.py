@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from skydns.etcd import EtcdSettings
+from syncer.adoption import AdoptionRules
 from syncer.domains import DomainFilter
 
 ANNOTATION_PREFIXES = ("external-dns.alpha.kubernetes.io/", "external-dns.kubernetes.io/")
@@ -23,6 +24,9 @@ class SourceConfig:
     annotation_prefixes: tuple[str, ...] = ANNOTATION_PREFIXES  # --annotation-prefix narrows this to one
     publish_internal_services: bool = False
     fqdn_templates: tuple[str, ...] = ()
+    gateway_namespace: str | None = None  # Gateway route sources: only Gateways in this namespace
+    gateway_label_filter: str = ""  # ... only Gateways matching this label selector
+    gateway_name: str | None = None  # ... only Gateways of this name
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class SyncConfig:
     publish_views: tuple[str, ...] = ()  # --publish-view: views that get each Service's in-cluster addresses
     election_prefix: str = "/dnssync/election/"  # leader election keys: <prefix><owner id>/<lease id>
     election_ttl: float = 10.0  # seconds; the election lease's TTL, refreshed every TTL/3
+    adoption: AdoptionRules | None = None  # --adopt-txt-owner: ExternalDNS's names these ids own become ours
 
     @property
     def domain_filter(self) -> DomainFilter:

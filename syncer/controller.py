@@ -57,7 +57,7 @@ from syncer.etcd.election import Election, Leadership, LostLead
 from syncer.etcd.state import read_current
 from syncer.etcd.writer import ApplyResult, Writer
 from syncer.model import KINDS, ClusterSnapshot, Endpoint, Skipped
-from syncer.output import change_line, render
+from syncer.output import PAST_TENSE, adoption_fields, change_line, render
 from syncer.plan import Plan, calculate
 from syncer.retrying import Unavailable, budget, describe, retry_async
 from syncer.sources import Filters, collect, enabled, kinds_for_sources
@@ -100,7 +100,7 @@ class Reconciler:
         self.config = config
         self.client = client
         self.writer = Writer(client, prefix=config.prefix, owner_id=config.owner_id, policy=config.policy,
-                             domain_filter=config.domain_filter)
+                             domain_filter=config.domain_filter, adoption=config.adoption)
         self.writer.fence = fence
         #: ``--once``: how to get the lead (and its fence) before the first write; None: the caller holds it
         self.acquire: Callable[[], Awaitable[Leadership]] | None = None
@@ -111,9 +111,9 @@ class Reconciler:
         config = self.config
         args = (list(endpoints), list(current), config.owner_id, config.policy, config.domain_filter, config.prefix)
         if len(args[0]) + len(args[1]) > THREAD_PLAN_SIZE:
-            plan = await asyncio.to_thread(calculate, *args)
+            plan = await asyncio.to_thread(calculate, *args, adoption=config.adoption)
         else:
-            plan = calculate(*args)
+            plan = calculate(*args, adoption=config.adoption)
         for warning in plan.warnings:
             log.warning("conflict", message=warning)
         for skip in plan.skipped:
@@ -162,9 +162,11 @@ class Reconciler:
         result = await self.writer.apply(plan.changes, endpoints)
         metrics.WRITES.labels("put").inc(result.puts)
         metrics.WRITES.labels("delete").inc(result.deletes)
+        metrics.ADOPTIONS.inc(result.adopted)
         log.info(
             "applied",
             names=result.names,
+            adopted=result.adopted,
             puts=result.puts,
             deletes=result.deletes,
             replanned=len(result.replanned),
@@ -292,6 +294,7 @@ async def run_once(config: SyncConfig, out: TextIO | None = None) -> int:
     try:
         done = await reconciler(config).reconcile(desired.endpoints, desired.skipped, out)
         failed = set(done.result.failed)
+        await write_statuses_once(config, snapshot)
         for view in config.publish_views:  # each view's in-cluster records, under its own prefix
             inside = collect(snapshot, config.sources, view=True)
             if config.output == "text":
@@ -317,6 +320,54 @@ async def run_once(config: SyncConfig, out: TextIO | None = None) -> int:
         if election is not None:
             await election.resign()
         await client.close()
+
+
+# -- DNSEndpoint status (ExternalDNS's observedGeneration) -------------------------------------------------------
+
+
+async def write_status(kube: Any, obj: dict[str, Any], generation: int) -> bool:
+    """Set one DNSEndpoint's ``status.observedGeneration`` (a PUT of ``/status``) once its records are committed;
+    a failure is logged, never fatal: the next sync tries again."""
+    import aiohttp
+
+    from syncer.kube.api import KubeApiError
+    from syncer.sources import crd
+
+    meta = obj["metadata"]
+    resource = f"dnsendpoint/{meta.get('namespace') or 'default'}/{meta.get('name')}"
+    try:
+        await kube.update_status(crd.KIND, meta.get("namespace") or "default", meta["name"],
+                                 crd.status_body(obj, generation))
+    except (KubeApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        log.warning("status_update_failed", resource=resource, observed_generation=generation, error=describe(exc))
+        return False
+    log.info("status_updated", resource=resource, observed_generation=generation)
+    return True
+
+
+async def write_statuses_once(config: SyncConfig, snapshot: ClusterSnapshot) -> None:
+    """``--once``: the status of every listed DNSEndpoint whose generation is not observed yet (not in a dry run,
+    not from manifest files)."""
+    from syncer.sources import crd
+
+    if config.dry_run or config.from_manifests or crd.SOURCE not in enabled(config.sources):
+        return
+    filters = Filters.of(config.sources)
+    due = [(obj, g) for obj in snapshot.dnsendpoints if (g := crd.status_due(obj, filters)) is not None]
+    if not due:
+        return
+    from syncer.kube.api import KubeClient, KubeConfigError
+
+    try:
+        kube = await KubeClient.create(config.kubeconfig)
+    except KubeConfigError as exc:  # it listed a moment ago; a config gone since is no reason to fail the sync
+        log.warning("status_update_failed", error=str(exc))
+        return
+    try:
+        for obj, generation in due:
+            await write_status(kube, obj, generation)
+    finally:
+        await kube.close()
 
 
 # -- continuous -------------------------------------------------------------------------------------------------
@@ -384,10 +435,12 @@ class Target:
             return
         now = time.monotonic()
         owner = self.config.owner_id
-        for name in names:
-            if self.desired.wants(name) or self.records.owned_at(name, owner):
-                self.pending.setdefault(name, now)
-                self._drift.add(name)
+        adoption = self.config.adoption  # an ExternalDNS ownership TXT changed: the name it owns is re-planned
+        for changed in names:
+            for name in (changed, *adoption.owned_names(changed)) if adoption else (changed,):
+                if self.desired.wants(name) or self.records.owned_at(name, owner):
+                    self.pending.setdefault(name, now)
+                    self._drift.add(name)
         if self._drift:
             self._wake()
 
@@ -504,7 +557,9 @@ class Target:
                 await self.mirror.wait_revision(writer.last_revision, MIRROR_CATCH_UP_SECONDS)
         names = sorted(batch)
         endpoints = self.desired.endpoints_at(names)
-        plan = await self.reconciler.plan(endpoints, self.records.at(names))
+        adoption = self.config.adoption  # with the names their ExternalDNS ownership TXTs may be at
+        plan = await self.reconciler.plan(endpoints, self.records.at(adoption.names_to_read(names) if adoption
+                                                                     else names))
         if not plan.has_changes:
             return True
         if self.config.dry_run:
@@ -534,10 +589,10 @@ class Target:
             if change.name in drift:
                 repaired.add(change.name)
             emit_line = log.info if len(plan.changes) <= LOGGED_CHANGES else log.debug
-            emit_line(f"record_{change.action}d", target=self.label, name=change.name, type=change.type,
+            emit_line(f"record_{PAST_TENSE[change.action]}", target=self.label, name=change.name, type=change.type,
                       targets=",".join(change.targets), resource=change.resource,
                       event_to_commit_ms=None if received is None else round((now - received) * 1000, 1),
-                      drift_repair=change.name in drift)
+                      drift_repair=change.name in drift, **adoption_fields(change))
         if len(plan.changes) > LOGGED_CHANGES:
             log.info("records_changed", target=self.label, create=plan.count("create"), update=plan.count("update"),
                      delete=plan.count("delete"), message=f"more than {LOGGED_CHANGES}: each at debug level")
@@ -576,6 +631,8 @@ class Controller:
         self.leading = False
         self._lost = asyncio.Event()  # a write found the lead lost (fenced)
         self._step_task: asyncio.Task[None] | None = None
+        self._status_due: dict[tuple[str, str], int] = {}  # DNSEndpoint -> the generation its status should show
+        self._status_task: asyncio.Task[None] | None = None  # status writes, off the sync loop
         if config.dry_run:  # a dry run never campaigns: it plans as a leader would and writes nothing
             for target in self.targets:
                 target.lead(None)
@@ -585,6 +642,7 @@ class Controller:
     def on_object_changes(self, changes: Sequence[Any]) -> None:
         for target in self.targets:
             target.desired.apply(changes)
+        self._note_statuses(changes)
         metrics.PENDING_NAMES.set(self._waiting())
         self._wake.set()
 
@@ -677,9 +735,10 @@ class Controller:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(loop), STOP_GRACE_SECONDS)
             stopped.cancel()
-            for task in [loop, *self._tasks]:
+            status_writes = [self._status_task] if self._status_task is not None else []
+            for task in [loop, *self._tasks, *status_writes]:
                 task.cancel()
-            await asyncio.gather(loop, *self._tasks, stopped, return_exceptions=True)
+            await asyncio.gather(loop, *self._tasks, *status_writes, stopped, return_exceptions=True)
             if self.election is not None:
                 await self.election.resign()  # a standby leads at once instead of waiting out our lease
             log.info("stopped", pending_names=self._waiting())
@@ -793,6 +852,7 @@ class Controller:
         """etcd failing backs off (the names wait); a lost lead stops writing at once; a bug must not stop the
         syncer nor lose changes: it is logged, and everything is reconciled again after the backoff."""
         ok = True
+        statuses = dict(self._status_due) if self.main in targets else {}  # their changes are in this step
         for target in targets:
             target.busy = True
             try:
@@ -813,6 +873,8 @@ class Controller:
         metrics.PENDING_NAMES.set(self._waiting())
         if ok:
             self._failures = 0
+            if statuses and (self._status_task is None or self._status_task.done()):
+                self._status_task = asyncio.create_task(self._write_statuses(statuses), name="status writes")
             if self.ready() and self.synced and not self._announced:
                 self._announced = True
                 log.info("ready", message="every watched kind is listed and the first full sync is written")
@@ -820,6 +882,43 @@ class Controller:
         self._failures += 1
         ceiling = min(WRITE_BACKOFF[1], WRITE_BACKOFF[0] * 2 ** (self._failures - 1))
         await self._sleep(random.uniform(ceiling / 2, ceiling))
+
+    def _note_statuses(self, changes: Sequence[Any]) -> None:
+        """DNSEndpoints whose ``status.observedGeneration`` must be written after the next successful step."""
+        from syncer.sources import crd
+
+        if self.config.dry_run or self.config.from_manifests or crd.SOURCE not in self.sources:
+            return
+        for change in changes:
+            if change.kind == crd.KIND:
+                generation = None if change.new is None else crd.status_due(change.new, self.main.desired.filters)
+                if generation is None:
+                    self._status_due.pop(change.key, None)
+                else:
+                    self._status_due[change.key] = generation
+
+    async def _write_statuses(self, due: dict[tuple[str, str], int]) -> None:
+        """After a step that committed their records: each DNSEndpoint's status, unless it changed meanwhile (in a
+        task of its own, so a slow API server never holds up DNS; one at a time, the rest wait for the next step).
+        Failed writes are tried again with backoff (1 s doubling to 30 s) while we lead."""
+        from syncer.sources import crd
+
+        objects = self.main.desired.objects.get(crd.KIND, {})
+        delay = 1.0
+        while due and self.leading and not self.stopping.is_set():
+            failed: dict[tuple[str, str], int] = {}
+            for key, generation in due.items():
+                obj = objects.get(key)
+                if self._status_due.get(key) != generation or obj is None or self._kube_client is None:
+                    continue  # changed meanwhile (a later step writes it), or gone
+                if not await write_status(self._kube_client, obj, generation):
+                    failed[key] = generation
+                elif self._status_due.get(key) == generation:
+                    del self._status_due[key]
+            due = failed
+            if due:
+                await self._sleep(delay)
+                delay = min(30.0, delay * 2)
 
     # -- the lead -----------------------------------------------------------------------------------------------
 

@@ -11,9 +11,10 @@ One :class:`CurrentRecord` per etcd key. What we find there, and how it is class
 The name comes from the key with ``targetstrip`` applied; the type from the host, as
 :func:`skydns.record.host_kind` says CoreDNS serves it: an IP -> ``A``/``AAAA``; a name host -> ``CNAME``, or
 ``SRV`` when it has a port, priority or weight (how we store SRV; the target is the host with ``targetstrip``
-labels stripped, as CoreDNS serves it); a text -> ``TXT``; nothing -> ``NONE``. The
-plan manages only A, AAAA, CNAME and SRV, and only records whose ``owner`` is ours; everything else is only
-looked at (it blocks creating records at its name). A value that does not decode is reported as
+labels stripped, as CoreDNS serves it), ``MX`` when it has ``mail`` and ``NS`` at ``<N>/dns/ns/<leaf>`` (both
+as :func:`syncer.keys.typed_value` says); a text -> ``TXT``; nothing -> ``NONE``. The plan manages A, AAAA,
+CNAME, SRV, MX, TXT and NS, and only records whose ``owner`` is ours; everything else is only looked at (it may
+block creating records at its name, :func:`syncer.keys.blocks`). A value that does not decode is reported as
 :class:`Malformed` and left alone - it is not ours to fix, and it can't be owned by us.
 
 :class:`CurrentRecords` keeps the same classification up to date change by change, for continuous mode.
@@ -27,6 +28,7 @@ from typing import Any
 
 from skydns.names import InvalidKeyError, key_to_name, normalize_prefix
 from skydns.record import HostKind, Record, RecordDecodeError, decode, host_kind, parse_ip
+from syncer.keys import typed_value
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,10 @@ def classify(key: str, record: Record, prefix: str, mod_revision: int = 0) -> Cu
         record_type, target = kind.value, str(ip)
     elif kind is HostKind.CNAME:
         host = record.host.rstrip(".").lower()
-        if record.port > 0 or record.priority or record.weight:
+        typed = typed_value(key, name, record, host)  # an MX, or an NS at <name>/dns/ns/<leaf>
+        if typed is not None:
+            name, record_type, target = typed
+        elif record.port > 0 or record.priority or record.weight:
             served = strip_labels(host, record.targetstrip)  # the SRV target CoreDNS serves
             record_type, target = "SRV", f"{record.priority} {record.weight} {record.port} {served}"
         else:

@@ -7,7 +7,9 @@ it implies. Rules:
 * :meth:`DesiredState.apply` takes object changes and only *marks* the objects whose records may have changed:
   a Service or Ingress itself; for a Node, the objects that read the Nodes; for a Pod, the objects of its
   namespace whose selector matches the Pod's old or new labels; for an EndpointSlice, the object named by its
-  old or new ``kubernetes.io/service-name`` label (what each object reads is its source's ``needs``). Marking is
+  old or new ``kubernetes.io/service-name`` label; for a Gateway, the routes whose ``parentRefs`` name it; for a
+  Namespace, the routes in it (a listener may admit routes by namespace labels) (what each object reads is its
+  source's ``needs``). Marking is
   cheap and de-duplicated, so a storm of changes to one object costs one recomputation, and a start-up load
   (every object appears once) costs one computation per object;
 * :meth:`DesiredState.recompute` computes the marked objects' endpoints again and returns the DNS names whose
@@ -23,6 +25,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from syncer.kube.changes import Key, Obj, ObjectChange
 from syncer.model import Endpoint, Skipped
@@ -60,6 +63,8 @@ class DesiredState:
         self._node_readers: set[ObjectId] = set()
         self._pod_readers: dict[str, dict[ObjectId, Mapping[str, str]]] = defaultdict(dict)
         self._slice_readers: dict[tuple[str, str], set[ObjectId]] = defaultdict(set)
+        self._gateway_readers: dict[tuple[str, str], set[ObjectId]] = defaultdict(set)  # (ns, name) -> routes
+        self._namespace_readers: dict[str, set[ObjectId]] = defaultdict(set)  # namespace -> its objects
 
     # -- changes in -----------------------------------------------------------------------------------------
 
@@ -110,6 +115,10 @@ class DesiredState:
         if change.kind == "EndpointSlice":
             services = {_labels(o).get(SERVICE_NAME_LABEL) for o in (change.old, change.new)} - {None}
             return {oid for svc in services for oid in self._slice_readers.get((namespace, str(svc)), ())}
+        if change.kind == "Gateway":
+            return set(self._gateway_readers.get((namespace, change.key[1]), ()))
+        if change.kind == "Namespace":
+            return set(self._namespace_readers.get(change.key[1], ()))
         return set()
 
     # -- recomputation --------------------------------------------------------------------------------------
@@ -165,6 +174,10 @@ class DesiredState:
             self._pod_readers[namespace][oid] = needs.pods
         if needs.slices:
             self._slice_readers[(namespace, oid[1][1])].add(oid)
+        for gateway in needs.gateways:
+            self._gateway_readers[gateway].add(oid)
+        if needs.namespace:
+            self._namespace_readers[namespace].add(oid)
 
     def _unindex_needs(self, oid: ObjectId, needs: Needs) -> None:
         namespace = oid[1][0] or "default"
@@ -173,6 +186,10 @@ class DesiredState:
         readers = self._slice_readers.get((namespace, oid[1][1]))
         if readers is not None:
             readers.discard(oid)
+        for gateway in needs.gateways:
+            _discard(self._gateway_readers, gateway, oid)
+        if needs.namespace:
+            _discard(self._namespace_readers, namespace, oid)
 
     # -- reads ----------------------------------------------------------------------------------------------
 
@@ -196,6 +213,15 @@ class DesiredState:
 
     def resource_of(self, name: str) -> str:
         return ",".join(sorted({ep.resource for ep in self.endpoints_at([name])}))
+
+
+def _discard(readers: dict[Any, set[ObjectId]], key: Any, oid: ObjectId) -> None:
+    """Forget that ``oid`` reads ``key`` (and ``key`` itself once nobody reads it)."""
+    known = readers.get(key)
+    if known is not None:
+        known.discard(oid)
+        if not known:
+            del readers[key]
 
 
 def _changed_names(before: _Computed | None, after: _Computed | None) -> set[str]:

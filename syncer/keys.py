@@ -7,8 +7,24 @@ repeated run writes nothing, and a record's key never depends on the order recor
 
 Value: ``host`` (the IP, the CNAME target, or the SRV target name), ``port``/``priority``/``weight`` for SRV
 (real SRV fields, not the raw ``"0 50 30080 host."`` text ExternalDNS would store), ``ttl`` (left out when
-unset), ``targetstrip: 1``, ``group``, ``owner`` (the ``--owner-id``) and ``resource`` (the source object). Never
-a ``text`` field: CoreDNS serves a name host with a text as TXT only and the record would be lost.
+unset), ``targetstrip: 1``, ``group``, ``owner`` (the ``--owner-id``) and ``resource`` (the source object). A
+``text`` field only in a TXT record, and never next to a ``host``: CoreDNS serves a name host with a text as TXT
+only and the record would be lost.
+
+The other types, as CoreDNS's ``etcd`` plugin and our resolver read them:
+
+* **TXT**: ``{"text": <the text>, "targetstrip": 1, ...}`` at ``<name>/<leaf>``, no ``host``. The text is stored
+  exactly (any Unicode; JSON escapes what it must), and served as its UTF-8 bytes split into 255-byte strings,
+  by CoreDNS and by our resolver alike. An empty text is not a record (CoreDNS skips a value without host and text).
+* **MX** ``"10 mail.example.org"``: ``{"host": "_.mail.example.org", "port": -1, "priority": 10, "mail": true,
+  "targetstrip": 1, ...}`` at ``<name>/<leaf>``. ``mail`` makes the value an MX with ``priority`` as its
+  preference; the exchange is a name host, which CoreDNS strips by ``targetstrip`` like an SRV target (hence
+  ``_.``, see below); ``port: -1`` keeps the value out of SRV answers. A preference of 0 reads as unset and is
+  served as 10 (CoreDNS's rule; the source warns).
+* **NS** ``sub.example.org -> ns1.example.net`` (a delegation, or at a zone apex the zone's own NS set):
+  ``{"host": "ns1.example.net", ...}`` without ``targetstrip``, at ``<name>/dns/ns/<leaf>`` - the SkyDNS layout of
+  ``ns.dns.<zone>``, whose name hosts are the NS targets as they are (no strip), read by our resolver at the apex.
+  :func:`typed_value` reads such a key back as the name's NS record.
 
 SRV and ``targetstrip``: CoreDNS strips ``targetstrip`` leftmost labels not only from names it builds from keys
 but also from a *name host* when it serves it as an SRV target (``msg.Service.NewSRV``). The ``targetstrip: 1``
@@ -30,7 +46,12 @@ from functools import lru_cache
 from skydns.names import name_to_key
 from skydns.record import Record
 
-MANAGED_TYPES = ("A", "AAAA", "CNAME", "SRV")
+MANAGED_TYPES = ("A", "AAAA", "CNAME", "SRV", "MX", "TXT", "NS")
+#: types that share their name with records of other types (RFC 1034): a foreign record of one of these blocks
+#: only our records of its own type (and a CNAME), never the others; A, AAAA and SRV block everything (see
+#: :func:`blocks`)
+COEXISTING_TYPES = frozenset({"MX", "TXT", "NS"})
+NS_PATH = ("dns", "ns")  # <name>/dns/ns/<leaf>: the name's NS records
 SRV_STRIPPED_LABEL = "_"  # prepended to SRV name hosts, stripped again by targetstrip (see above)
 LEAF_LENGTH = 8
 
@@ -51,7 +72,9 @@ def name_key(prefix: str, name: str) -> str:
 
 
 def record_key(prefix: str, name: str, record_type: str, target: str) -> str:
-    """``/skydns/org/example/www/<leaf>``."""
+    """``/skydns/org/example/www/<leaf>`` (an NS record: ``/skydns/org/example/sub/dns/ns/<leaf>``)."""
+    if record_type == "NS":
+        return f"{name_key(prefix, name)}/{'/'.join(NS_PATH)}/{leaf(record_type, target)}"
     return f"{name_key(prefix, name)}/{leaf(record_type, target)}"
 
 
@@ -72,6 +95,29 @@ def parse_srv(target: str) -> tuple[int, int, int, str]:
     return priority, weight, port, host
 
 
+def parse_mx(target: str) -> tuple[int, str]:
+    """``"10 mail.example.org"`` -> ``(10, "mail.example.org")``; BadTargetError when malformed."""
+    parts = target.split()
+    if len(parts) != 2:
+        raise BadTargetError(f"MX target {target!r} is not 'preference exchange'")
+    try:
+        preference = int(parts[0])
+    except ValueError:
+        raise BadTargetError(f"MX target {target!r} has a non-numeric preference") from None
+    if not 0 <= preference <= 65535:
+        raise BadTargetError(f"MX target {target!r} has a preference out of range")
+    host = parts[1].rstrip(".").lower()
+    if not host:
+        raise BadTargetError(f"MX target {target!r} has an empty exchange (a null MX cannot be stored)")
+    return preference, host
+
+
+def txt_rdata_length(text: str) -> int:
+    """The bytes of the TXT RDATA a text is served as: its UTF-8 bytes in 255-byte strings, each with a length."""
+    size = len(text.encode("utf-8"))
+    return size + max(1, -(-size // 255))
+
+
 def record_value(record_type: str, target: str, *, ttl: int | None, group: str, owner: str,
                  resource: str) -> Record:
     """The SkyDNS value for one canonical target (see the module docstring)."""
@@ -79,4 +125,47 @@ def record_value(record_type: str, target: str, *, ttl: int | None, group: str, 
         priority, weight, port, host = parse_srv(target)
         return Record(host=f"{SRV_STRIPPED_LABEL}.{host}", port=port, priority=priority, weight=weight,
                       ttl=ttl or 0, targetstrip=1, group=group, owner=owner, resource=resource)
+    if record_type == "MX":
+        preference, host = parse_mx(target)
+        return Record(host=f"{SRV_STRIPPED_LABEL}.{host}", port=-1, priority=preference, mail=True, ttl=ttl or 0,
+                      targetstrip=1, group=group, owner=owner, resource=resource)
+    if record_type == "TXT":
+        if not target:
+            raise BadTargetError("an empty TXT text cannot be stored")
+        return Record(text=target, ttl=ttl or 0, targetstrip=1, group=group, owner=owner, resource=resource)
+    if record_type == "NS":
+        return Record(host=target, ttl=ttl or 0, group=group, owner=owner, resource=resource)
     return Record(host=target, ttl=ttl or 0, targetstrip=1, group=group, owner=owner, resource=resource)
+
+
+def _strip(host: str, count: int) -> str:
+    labels = host.split(".")
+    return ".".join(labels[count:]) if 0 < count < len(labels) else host
+
+
+def typed_value(key: str, name: str, record: Record, host: str) -> tuple[str, str, str] | None:
+    """``(name, type, target)`` of a name-host value that is an MX or an NS record, for the reader
+    (:mod:`syncer.current`): ``mail`` makes it an MX (target ``"<preference> <exchange>"``, the exchange as
+    CoreDNS serves it, ``targetstrip`` applied); a key ``<N>/dns/ns/<leaf>`` without ``targetstrip`` is an NS
+    record of ``N`` (target = the host). ``name`` is the key's name with ``targetstrip`` applied, ``host`` the
+    lower-cased host without its dot. ``None`` for any other value (a CNAME or an SRV)."""
+    if record.mail:
+        return name, "MX", f"{record.priority} {_strip(host, record.targetstrip)}"
+    parts = key.rsplit("/", 3)
+    if record.targetstrip == 0 and len(parts) == 4 and tuple(parts[1:3]) == NS_PATH:
+        labels = name.split(".")
+        if len(labels) > 3:
+            return ".".join(labels[3:]), "NS", host
+    return None
+
+
+def blocks(existing_type: str, existing: Record, wanted_type: str) -> bool:
+    """Whether another owner's record of ``existing_type`` at a name keeps us from creating records of
+    ``wanted_type`` there: a record of the same type or a CNAME (on either side) always does, and so do A, AAAA and
+    SRV records (and a name host with a text: ExternalDNS <= 0.17's CNAME) of each other; MX, TXT and NS records
+    share their name with any other type."""
+    if existing_type == "TXT" and existing.host:
+        existing_type = "CNAME"
+    if existing_type == wanted_type or "CNAME" in (existing_type, wanted_type):
+        return True
+    return existing_type not in COEXISTING_TYPES and wanted_type not in COEXISTING_TYPES

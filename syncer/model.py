@@ -17,7 +17,10 @@ class KindSpec:
     field: str  # ClusterSnapshot attribute
     namespaced: bool
     selectable: bool  # the object label selector applies to it
+    scoped: bool = True  # --namespace applies to it (Gateways: --gateway-namespace, applied by the gateway sources)
 
+
+GATEWAY_API = "gateway.networking.k8s.io"
 
 KINDS = {
     "Service": KindSpec("Service", "v1", "services", True, True),
@@ -25,6 +28,14 @@ KINDS = {
     "Node": KindSpec("Node", "v1", "nodes", False, False),
     "Pod": KindSpec("Pod", "v1", "pods", True, False),
     "EndpointSlice": KindSpec("EndpointSlice", "discovery.k8s.io/v1", "endpointslices", True, False),
+    "Namespace": KindSpec("Namespace", "v1", "namespaces", False, False),
+    "Gateway": KindSpec("Gateway", f"{GATEWAY_API}/v1", "gateways", True, False, scoped=False),
+    "HTTPRoute": KindSpec("HTTPRoute", f"{GATEWAY_API}/v1", "httproutes", True, True),
+    "GRPCRoute": KindSpec("GRPCRoute", f"{GATEWAY_API}/v1", "grpcroutes", True, True),
+    "TLSRoute": KindSpec("TLSRoute", f"{GATEWAY_API}/v1", "tlsroutes", True, True),
+    "TCPRoute": KindSpec("TCPRoute", f"{GATEWAY_API}/v1alpha2", "tcproutes", True, True),
+    "UDPRoute": KindSpec("UDPRoute", f"{GATEWAY_API}/v1alpha2", "udproutes", True, True),
+    "DNSEndpoint": KindSpec("DNSEndpoint", "externaldns.k8s.io/v1alpha1", "dnsendpoints", True, True),
 }
 
 
@@ -37,6 +48,14 @@ class ClusterSnapshot:
     nodes: list[Obj] = field(default_factory=list)
     pods: list[Obj] = field(default_factory=list)
     endpointslices: list[Obj] = field(default_factory=list)
+    namespaces: list[Obj] = field(default_factory=list)
+    gateways: list[Obj] = field(default_factory=list)
+    httproutes: list[Obj] = field(default_factory=list)
+    grpcroutes: list[Obj] = field(default_factory=list)
+    tlsroutes: list[Obj] = field(default_factory=list)
+    tcproutes: list[Obj] = field(default_factory=list)
+    udproutes: list[Obj] = field(default_factory=list)
+    dnsendpoints: list[Obj] = field(default_factory=list)
 
 
 @dataclass(frozen=True, order=True)

@@ -22,7 +22,12 @@ key is gone or is another candidate's raises :class:`~syncer.etcd.election.Fence
 etcd refuses transactions of more than 128 operations (``--max-txn-ops``; 127 of ours plus the fence); a name with
 more keys than that (a headless Service with hundreds of pods) is written in several transactions, each still
 guarded by its keys' revisions, so nothing is overwritten, but that name's change is then not atomic as a whole
-(logged).
+(logged); its puts go first and its deletes last, so the name keeps an answer in between.
+
+An adopted name (``adopt`` changes, :mod:`syncer.adoption`) is one such transaction too: our new keys put,
+ExternalDNS's record keys and its ownership TXT keys (at other names, ``a-<name>/...``) deleted, every one of them
+compared at the revision it was read, so a resolver watching the prefix sees the name go from their answer to
+ours in one revision. Re-planning an adopted name reads the name and the names its ownership TXTs may live at.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aetcd
@@ -38,6 +44,7 @@ import structlog
 
 from skydns.etcd import compare_absent, compare_mod, delete_op, put_op, txn
 from skydns.record import encode
+from syncer.adoption import AdoptionRules
 from syncer.current import CurrentRecord
 from syncer.domains import DomainFilter
 from syncer.etcd.election import Fenced, Leadership
@@ -53,6 +60,7 @@ log = structlog.get_logger()
 @dataclass
 class ApplyResult:
     names: int = 0  # names whose records were changed
+    adopted: int = 0  # of them, names adopted from ExternalDNS
     puts: int = 0
     deletes: int = 0
     replanned: list[str] = field(default_factory=list)  # names re-planned after a concurrent change
@@ -68,7 +76,7 @@ class _Op:
 
 
 def _ops(changes: Sequence[Change]) -> list[_Op]:
-    old: dict[str, CurrentRecord] = {r.key: r for c in changes for r in c.current}
+    old: dict[str, CurrentRecord] = {r.key: r for c in changes for r in (*c.current, *c.ownership)}
     new: dict[str, bytes] = {}
     for change in changes:
         for rec in change.records:
@@ -102,14 +110,22 @@ def _count_written(result: ApplyResult, ops: list[_Op]) -> None:
 
 
 def _chunks(ops: list[_Op]) -> list[list[_Op]]:
+    """Transactions of at most MAX_TXN_OPS; when there are several, the deletes go last."""
+    if len(ops) > MAX_TXN_OPS:
+        ops = sorted(ops, key=lambda op: op.kind == "delete")
     return [ops[i:i + MAX_TXN_OPS] for i in range(0, len(ops), MAX_TXN_OPS)] if ops else []
+
+
+def _adopting(changes: Iterable[Change]) -> bool:
+    return any(c.action == "adopt" for c in changes)
 
 
 class Writer:
     """Applies plans for one owner id under one prefix; holds what re-planning a name needs."""
 
     def __init__(self, client: aetcd.Client, *, prefix: str, owner_id: str, policy: str,
-                 domain_filter: DomainFilter | None = None, attempts: int = 3, concurrency: int = 32) -> None:
+                 domain_filter: DomainFilter | None = None, attempts: int = 3, concurrency: int = 32,
+                 adoption: AdoptionRules | None = None) -> None:
         self.client = client
         self.prefix = prefix
         self.owner_id = owner_id
@@ -117,6 +133,7 @@ class Writer:
         self.domain_filter = domain_filter or DomainFilter()
         self.attempts = attempts
         self.concurrency = concurrency
+        self.adoption = adoption  # --adopt-txt-owner: re-planning a name adopts as the first plan did
         self.last_revision = 0  # the newest revision a transaction of ours committed at
         #: told every write of ours: its revision and the keys it put (with their values) or deleted (None)
         self.on_commit: Callable[[int, list[tuple[bytes, bytes | None]]], None] | None = None
@@ -144,6 +161,7 @@ class Writer:
                 done = await self._transaction(f"{names[0]} and {len(names) - 1} more names", ops)
             if done:
                 result.names += len(names)
+                result.adopted += sum(1 for name in names if _adopting(by_name[name]))
                 _count_written(result, ops)
                 return
             await _all(one(name) for name in names)  # someone changed one of them: name by name
@@ -193,6 +211,7 @@ class Writer:
                 _count_written(result, chunk)
             if done:
                 result.names += 1
+                result.adopted += _adopting(changes)
                 return
             if attempt == self.attempts:
                 break
@@ -200,14 +219,24 @@ class Writer:
                         action="re-reading and re-planning this name")
             if name not in result.replanned:
                 result.replanned.append(name)
-            state = await retry_async(lambda: read_name(self.client, self.prefix, name), f"etcd read of {name}")
-            plan = calculate(desired, state.records, self.owner_id, self.policy, self.domain_filter, self.prefix)
+            records = await self._read(name)
+            plan = calculate(desired, records, self.owner_id, self.policy, self.domain_filter, self.prefix,
+                             adoption=self.adoption)
             changes = [c for c in plan.changes if c.name == name]
             if not changes:
                 return
         reason = f"records at {name} kept changing concurrently; gave up after {self.attempts} attempts"
         log.error("name_failed", name=name, reason=reason)
         result.failed[name] = reason
+
+    async def _read(self, name: str) -> list[CurrentRecord]:
+        """The records at ``name`` (and, when adopting, at the names of its ExternalDNS ownership TXTs)."""
+        names = self.adoption.names_to_read([name]) if self.adoption is not None else [name]
+        records: list[CurrentRecord] = []
+        for one in names:
+            state = await retry_async(partial(read_name, self.client, self.prefix, one), f"etcd read of {one}")
+            records.extend(state.records)
+        return records
 
     async def _transaction(self, name: str, ops: list[_Op]) -> bool:
         fence = self.fence

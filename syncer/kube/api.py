@@ -24,6 +24,9 @@ itself (``retries`` stays unset): the caller's backoff does.
 
 The lists name namespaced kinds in one namespace when ``namespace`` is given, else across all namespaces;
 cluster-scoped kinds (Node) ignore it. ``--once`` lists through :func:`syncer.kube.reflector.list_snapshot`.
+
+The one write is ``update_status``: a PUT of an object's ``/status`` subresource (a DNSEndpoint's
+``status.observedGeneration``, as ExternalDNS writes it).
 """
 
 from __future__ import annotations
@@ -314,6 +317,31 @@ class KubeClient:
             raise KubeProtocolError(f"list {kind}: the answer is not JSON: {exc}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list):
             raise KubeProtocolError(f"list {kind}: the answer is not a list object")
+        return doc
+
+    async def update_status(self, kind: str, namespace: str | None, name: str, body: Obj) -> Obj:
+        """PUT ``body`` to the object's ``/status`` subresource (RBAC verb ``update`` on ``<plural>/status``);
+        returns the stored object. A stale ``metadata.resourceVersion`` in ``body`` is a 409
+        :class:`ApiStatusError`, like every other non-2xx answer."""
+        path = f"{resource_path(kind, namespace)}/{name}/status"
+        method, url, headers, data, post = await self.api_client.param_serialize(
+            method="PUT", resource_path=path, body=body, auth_settings=["BearerToken"],
+            header_params={"Accept": "application/json", "Content-Type": "application/json"})
+        rest = await self.api_client.call_api(method, url, headers, data, post,
+                                              _request_timeout=float(self.request_timeout), _preload_content=False)
+        response = rest.response
+        if not 200 <= response.status < 300:
+            raise await _status_error(response, "update", kind)
+        try:
+            raw = await response.read()
+        finally:
+            response.release()
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise KubeProtocolError(f"update {kind} status: the answer is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise KubeProtocolError(f"update {kind} status: the answer is not an object")
         return doc
 
     def watch(self, kind: str, namespace: str | None = None, *, resource_version: str = "",

@@ -205,6 +205,6 @@ def _usable(obj: Obj, label: str, namespace: str | None) -> Obj | None:
             obj = {**obj, "metadata": meta}
         if not meta.get("namespace"):
             obj = {**obj, "metadata": {**meta, "namespace": "default"}}
-        if namespace is not None and obj["metadata"]["namespace"] != namespace:
+        if namespace is not None and spec.scoped and obj["metadata"]["namespace"] != namespace:
             return None
     return obj

@@ -17,7 +17,15 @@ object) holding only:
   ``metadata.deletionTimestamp``, ``spec.nodeName``/``hostname``,
   ``status.phase``/``hostIP`` and the ``Ready`` condition;
 * EndpointSlice: ``addressType``, ``endpoints[].addresses``/``conditions.ready``/``targetRef``
-  (``kind``/``apiVersion``/``name``).
+  (``kind``/``apiVersion``/``name``);
+* Gateway: ``spec.listeners[].name``/``hostname``/``port``/``protocol``/``allowedRoutes``,
+  ``status.addresses[].type``/``value`` (not its conditions, which change on every reconcile of its controller);
+* HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute: ``spec.hostnames``, ``spec.parentRefs[]``
+  (``group``/``kind``/``namespace``/``name``/``sectionName``/``port``), ``status.parents[].parentRef`` (the same
+  fields) and the parent's ``Accepted`` condition (``type``/``status``);
+* Namespace: its metadata (the labels a listener's ``allowedRoutes`` selector reads);
+* DNSEndpoint: ``metadata.generation``, ``spec.endpoints[]`` (``dnsName``/``recordType``/``targets``/``recordTTL``/
+  ``providerSpecific``) and ``status.observedGeneration`` (the status the syncer writes).
 
 :func:`same` compares two projections ignoring ``resourceVersion``: an update that touched only fields we do
 not keep (a Pod's other conditions, ``managedFields``, a status heartbeat) is no change at all. Strings that
@@ -163,8 +171,53 @@ def _endpointslice(obj: Mapping[str, Any], out: Obj) -> None:
         out["endpoints"] = endpoints
 
 
+_PARENT_REF = ("group", "kind", "namespace", "name", "sectionName", "port")
+
+
+def _gateway(obj: Mapping[str, Any], out: Obj) -> None:
+    listeners = [_pick(_map(lis), ("name", "hostname", "port", "protocol", "allowedRoutes"))
+                 for lis in _list(_map(obj.get("spec")).get("listeners"))]
+    out["spec"] = {"listeners": listeners} if listeners else {}
+    addresses = [_pick(_map(a), ("type", "value")) for a in _list(_map(obj.get("status")).get("addresses"))]
+    if addresses:
+        out["status"] = {"addresses": addresses}
+
+
+def _route(obj: Mapping[str, Any], out: Obj) -> None:
+    spec = _map(obj.get("spec"))
+    kept = _pick(spec, ("hostnames",))
+    refs = [_pick(_map(r), _PARENT_REF) for r in _list(spec.get("parentRefs"))]
+    if refs:
+        kept["parentRefs"] = refs
+    out["spec"] = kept
+    parents = []
+    for parent in _list(_map(obj.get("status")).get("parents")):
+        parent = _map(parent)
+        accepted = [_pick(_map(c), ("type", "status")) for c in _list(parent.get("conditions"))
+                    if _map(c).get("type") == "Accepted"]
+        parents.append({"parentRef": _pick(_map(parent.get("parentRef")), _PARENT_REF), "conditions": accepted})
+    if parents:
+        out["status"] = {"parents": parents}
+
+
+_ENDPOINT_FIELDS = ("dnsName", "recordType", "targets", "recordTTL", "providerSpecific")
+
+
+def _dnsendpoint(obj: Mapping[str, Any], out: Obj) -> None:
+    generation = _map(obj.get("metadata")).get("generation")
+    if generation is not None:
+        out["metadata"]["generation"] = generation
+    endpoints = _list(_map(obj.get("spec")).get("endpoints"))
+    out["spec"] = {"endpoints": [_pick(e, _ENDPOINT_FIELDS) if isinstance(e, dict) else e for e in endpoints]}
+    observed = _map(obj.get("status")).get("observedGeneration")
+    if observed is not None:
+        out["status"] = {"observedGeneration": observed}
+
+
 _BY_KIND: dict[str, Callable[[Mapping[str, Any], Obj], None]] = {
     "Service": _service, "Ingress": _ingress, "Node": _node, "Pod": _pod, "EndpointSlice": _endpointslice,
+    "Gateway": _gateway, "HTTPRoute": _route, "GRPCRoute": _route, "TLSRoute": _route, "TCPRoute": _route,
+    "UDPRoute": _route, "DNSEndpoint": _dnsendpoint,
 }
 
 

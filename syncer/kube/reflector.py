@@ -23,7 +23,8 @@ Rules:
   logged as an error, ``kube_access_denied`` with the server's message, once per outage, and shown in
   :meth:`Reflector.health` as ``"forbidden": true`` until the API answers again.
 * **metrics**: ``dnssync_watch_events_total{kind,type}`` per event, ``dnssync_relists_total{kind,reason}``
-  per load after the first (``expired``, ``error``), ``dnssync_cached_objects{kind}``.
+  per load after the first (``expired``, ``error``), ``dnssync_cached_objects{kind}``, ``dnssync_kube_api_up{kind}``
+  (1 while the API answers this kind, 0 during an outage or a refusal) and ``dnssync_kube_forbidden{kind}``.
 
 Each :class:`~syncer.kube.changes.ObjectChange` carries ``received``, the ``time.monotonic()`` instant its line
 (or the last list page) was read.
@@ -55,7 +56,7 @@ from syncer.kube.api import (
 )
 from syncer.kube.changes import Key, Obj, ObjectChange, OnChanges
 from syncer.kube.projection import object_key, project, same
-from syncer.metrics import CACHED_OBJECTS, RELISTS, WATCH_EVENTS, WATCH_RESTARTS
+from syncer.metrics import CACHED_OBJECTS, KUBE_API_UP, KUBE_FORBIDDEN, RELISTS, WATCH_EVENTS, WATCH_RESTARTS
 from syncer.model import KINDS, ClusterSnapshot
 from syncer.retrying import budget, retry_policy
 
@@ -99,7 +100,7 @@ class Reflector(ListWatch):
         super().__init__(backoff_max=backoff_max)
         self.client = client
         self.kind = kind
-        self.namespace = namespace if KINDS[kind].namespaced else None
+        self.namespace = namespace if KINDS[kind].namespaced and KINDS[kind].scoped else None
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.on_changes = on_changes
@@ -111,6 +112,8 @@ class Reflector(ListWatch):
         self.cache: dict[Key, Obj] = {}
         self.resource_version = ""
         self.forbidden = False  # the last attempt got 401/403, and nothing succeeded since
+        KUBE_API_UP.labels(kind).set(0)  # until the first list answers
+        KUBE_FORBIDDEN.labels(kind).set(0)
         self.denied: str | None = None  # the server's message for it
         self.inactivity_restarts = 0
         self.list_restarts = 0  # lists restarted after an expired continue token
@@ -273,6 +276,8 @@ class Reflector(ListWatch):
                                server=self.client.server)
             self.forbidden = True
             self.denied = exc.message
+            KUBE_FORBIDDEN.labels(self.kind).set(1)
+            KUBE_API_UP.labels(self.kind).set(0)
         elif not self.transient(exc):
             self._hand_over_all = True  # the consumer may have missed what the failed attempt applied
             self._relist_reason = "error"
@@ -282,10 +287,16 @@ class Reflector(ListWatch):
 
     def mark_up(self) -> None:
         super().mark_up()
+        KUBE_API_UP.labels(self.kind).set(1)
         if self.forbidden:
             self.log.info("kube_access_restored")
             self.forbidden = False
             self.denied = None
+            KUBE_FORBIDDEN.labels(self.kind).set(0)
+
+    def mark_down(self, exc: BaseException) -> None:
+        super().mark_down(exc)
+        KUBE_API_UP.labels(self.kind).set(0)
 
     def log_context(self) -> dict[str, Any]:
         return {"kind": self.kind, "resource_version": self.resource_version}

@@ -36,7 +36,7 @@ import structlog
 from syncer.annotations import Annotations
 from syncer.config import SourceConfig
 from syncer.model import KINDS, ClusterSnapshot, Endpoint, Skipped, SourceResult
-from syncer.sources import ingress, service
+from syncer.sources import crd, gateway, ingress, service
 from syncer.sources.base import Filters, Needs, Source
 from syncer.sources.index import ClusterIndex, as_map, str_map
 from syncer.sources.records import ObjectRecords
@@ -45,7 +45,8 @@ __all__ = ["DEFAULT_SOURCES", "KNOWN_SOURCES", "SOURCES", "ClusterIndex", "Filte
            "kinds_for_sources", "object_endpoints"]
 
 #: every source, by its ``--source`` name: one row each
-SOURCES: dict[str, Source] = {source.name: source for source in (service.SOURCE, ingress.SOURCE)}
+SOURCES: dict[str, Source] = {source.name: source for source in (service.SOURCE, ingress.SOURCE,
+                                                                  *gateway.SOURCES, crd.SOURCE)}
 KNOWN_SOURCES = tuple(SOURCES)
 DEFAULT_SOURCES = tuple(name for name, source in SOURCES.items() if source.default)
 
@@ -158,7 +159,7 @@ def object_endpoints(source: Source, obj: Any, f: Filters, index: ClusterIndex
         else:
             log.debug("host name outside the domain filter", resource=resource, name=name)
 
-    if hostnames:
+    if hostnames or source.names_elsewhere:
         ttl, ttl_warning = ann.ttl()
         records.ttl = ttl
         warnings = list(warnings)

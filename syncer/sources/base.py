@@ -5,8 +5,8 @@ A :class:`Source` names the kind it turns into records and every kind it reads, 
 the normalised host names), ``view_records`` (the same names' in-cluster records, for ``--publish-view``; absent
 when the source publishes nothing into views), ``accepts`` (a filter of its own, such as ``--ingress-class``) and
 ``needs``
-(:class:`Needs`: which Nodes, Pods and EndpointSlices the object's records are computed from, so that a change of
-one of those recomputes exactly the objects that read it). Pure, no I/O.
+(:class:`Needs`: which Nodes, Pods, EndpointSlices, Gateways and Namespaces the object's records are computed
+from, so that a change of one of those recomputes exactly the objects that read it). Pure, no I/O.
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ class Filters:
     prefixes: tuple[str, ...]
     ingress_classes: tuple[str, ...]
     publish_internal: bool
+    # the Gateways a route's records may come from: --gateway-namespace, --gateway-label-filter, --gateway-name
+    gateway_namespace: str | None = None
+    gateway_labels: Selector = field(default_factory=Selector)
+    gateway_name: str | None = None
     view: bool = False  # computing a view's records (--publish-view): each source's in-cluster addresses
 
     @classmethod
@@ -49,7 +53,10 @@ class Filters:
                    annotations=parse_selector(config.annotation_filter or ""),
                    domains=DomainFilter(tuple(config.domain_filter), tuple(config.exclude_domains)),
                    templates=parse_templates(config.fqdn_templates), prefixes=tuple(config.annotation_prefixes),
-                   ingress_classes=tuple(config.ingress_classes), publish_internal=config.publish_internal_services)
+                   ingress_classes=tuple(config.ingress_classes), publish_internal=config.publish_internal_services,
+                   gateway_namespace=config.gateway_namespace or None,
+                   gateway_labels=parse_selector(config.gateway_label_filter or ""),
+                   gateway_name=config.gateway_name or None)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class Needs:
     nodes: bool = False  # every Node (their addresses)
     pods: Mapping[str, str] | None = None  # the Pods of the object's namespace this selector matches
     slices: bool = False  # the EndpointSlices labelled with the object's name
+    gateways: frozenset[tuple[str, str]] = frozenset()  # these Gateways, by (namespace, name)
+    namespace: bool = False  # the object's own Namespace (its labels)
 
 
 NOTHING = Needs()
@@ -82,6 +91,9 @@ class Source:
     accepts: Callable[[Obj, Filters], bool] = field(default=_always)
     needs: Callable[[Obj], Needs] = field(default=_no_needs)
     default: bool = True  # enabled when no --source is given
+    #: ``records`` runs even when the object names no host: its names may come from elsewhere (a Gateway route
+    #: without host names takes its listeners' host names)
+    names_elsewhere: bool = False
     #: a view's records (``--publish-view``): the addresses clients inside the cluster should use; None: the
     #: source publishes nothing into views (those clients fall back to the main records)
     view_records: Callable[[Obj, Annotations, HostNames, ClusterIndex, Filters, ObjectRecords], None] | None = None

@@ -1,8 +1,10 @@
-"""Look-ups over the Nodes, Pods and EndpointSlices the service source reads (never a scan per Service).
+"""Look-ups over the Nodes, Pods and EndpointSlices the service source reads (never a scan per Service), and the
+Gateways and Namespaces the Gateway route sources read.
 
 Nodes by name, pods by namespace and name, pods by namespace and by label, EndpointSlices by (namespace, service
-name from the ``kubernetes.io/service-name`` label). Built once per ``collect`` call from a snapshot, or kept up
-to date one object at a time in continuous mode. Malformed entries (not a mapping, no name) are ignored here.
+name from the ``kubernetes.io/service-name`` label), Gateways by (namespace, name), Namespaces by name. Built
+once per ``collect`` call from a snapshot, or kept up to date one object at a time in continuous mode. Malformed
+entries (not a mapping, no name) are ignored here.
 """
 
 from __future__ import annotations
@@ -73,16 +75,20 @@ class ClusterIndex:
         self._pods_by_label: dict[tuple[str, str, str], dict[str, Obj]] = {}
         self._slices: dict[tuple[str, str], dict[str, Obj]] = {}
         self._slice_owner: dict[tuple[str, str], tuple[str, str]] = {}  # (ns, slice name) -> (ns, service)
+        self.gateways: dict[tuple[str, str], Obj] = {}  # (namespace, name) -> Gateway
+        self.namespaces: dict[str, Obj] = {}  # name -> Namespace
         if snapshot is not None:
             for kind, objs in (("Node", snapshot.nodes), ("Pod", snapshot.pods),
-                               ("EndpointSlice", snapshot.endpointslices)):
+                               ("EndpointSlice", snapshot.endpointslices), ("Gateway", snapshot.gateways),
+                               ("Namespace", snapshot.namespaces)):
                 for obj in objs:
                     self.put(kind, obj)
 
     # -- changes ---------------------------------------------------------------------------------------------
 
     def put(self, kind: str, obj: Any) -> None:
-        """Add or replace one Node, Pod or EndpointSlice (other kinds and malformed entries are ignored)."""
+        """Add or replace one Node, Pod, EndpointSlice, Gateway or Namespace (other kinds and malformed entries
+        are ignored)."""
         if not isinstance(obj, dict) or not meta(obj).get("name"):
             return
         self.remove(kind, obj)
@@ -97,9 +103,13 @@ class ClusterIndex:
             if svc:
                 self._slices.setdefault((ns, svc), {})[name] = obj
                 self._slice_owner[(ns, name)] = (ns, svc)
+        elif kind == "Gateway":
+            self.gateways[(str(meta(obj).get("namespace") or "default"), name)] = obj
+        elif kind == "Namespace":
+            self.namespaces[name] = obj
 
     def remove(self, kind: str, obj: Any) -> None:
-        """Forget the Node, Pod or EndpointSlice with ``obj``'s namespace and name."""
+        """Forget the Node, Pod, EndpointSlice, Gateway or Namespace with ``obj``'s namespace and name."""
         if not isinstance(obj, dict) or not meta(obj).get("name"):
             return
         name = str(meta(obj)["name"])
@@ -118,6 +128,10 @@ class ClusterIndex:
             owner = self._slice_owner.pop((ns, name), None)
             if owner is not None:
                 self._slices.get(owner, {}).pop(name, None)
+        elif kind == "Gateway":
+            self.gateways.pop((ns, name), None)
+        elif kind == "Namespace":
+            self.namespaces.pop(name, None)
 
     def _put_node(self, name: str, node: Obj) -> None:
         self.nodes[name] = node

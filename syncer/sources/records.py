@@ -1,11 +1,14 @@
 """Turning host names and targets of one object into :class:`Endpoint` values, skipping (and saying why) bad ones.
 
-* A record name is normalised with :func:`skydns.names.normalize_name` (lower case, A-label) and loses its trailing
-  dot; a leftmost ``*`` label is kept (wildcards), ``_`` is allowed (SRV names), any other character outside
-  letters, digits and ``-`` makes the name invalid.
+* Every record name, from every source, goes through :meth:`ObjectRecords.name`, which applies the one host name
+  rule (:func:`syncer.hostnames.normalize_hostname`: lower case, A-labels, no trailing dot, letters, digits, ``-``
+  and ``_`` only, no label starting or ending with ``-``, ``*`` only as the leftmost label); a name that breaks it
+  is skipped with the object, the value and the reason.
 * Each target is typed on its own, as ExternalDNS's ``SuitableType`` does: IPv4 -> A, IPv6 -> AAAA (an IPv4-mapped
   IPv6 address is written as its IPv4 form, A), anything else must be a valid host name -> CNAME. IP literals are
   written in their canonical form (``2001:DB8::0:1`` -> ``2001:db8::1``).
+* Sources with explicitly typed records (``DNSEndpoint``) add them with :meth:`ObjectRecords.put`, with a TTL and
+  group of their own per (name, type) (the smallest TTL wins when one object sets several).
 * One :class:`Endpoint` per (name, type) per object, targets sorted and de-duplicated.
 """
 
@@ -19,40 +22,17 @@ from functools import lru_cache
 
 import structlog
 
-from skydns.names import InvalidNameError, normalize_name
+from skydns.names import InvalidNameError
+from syncer.hostnames import normalize_hostname
 from syncer.model import Endpoint, Skipped
 
 log = structlog.get_logger()
 
-_LABEL = re.compile(r"^[a-z0-9_-]+$")
 _NUMERIC_LABEL = re.compile(r"^[0-9]+$")
 
 
 class InvalidTargetError(ValueError):
     pass
-
-
-# Plain lower-case LDH names (the common case) need no IDNA work: checked in one regular expression.
-_PLAIN_NAME = re.compile(r"^(?:\*\.)?(?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}$")
-
-
-@lru_cache(maxsize=65536)
-def normalize_hostname(raw: str, allow_wildcard: bool = True) -> str:
-    """``"Www.Example.ORG."`` -> ``"www.example.org"``; raises :class:`InvalidNameError` with the reason."""
-    plain = raw[:-1] if raw.endswith(".") else raw
-    if len(plain) <= 253 and _PLAIN_NAME.match(plain) and (allow_wildcard or not plain.startswith("*")):
-        return plain
-    name = normalize_name(raw)
-    if name == ".":
-        raise InvalidNameError(raw, "the root name cannot hold records")
-    name = name[:-1]
-    labels = name.split(".")
-    for i, label in enumerate(labels):
-        if label == "*" and i == 0 and allow_wildcard:
-            continue
-        if not _LABEL.match(label):
-            raise InvalidNameError(raw, f"label {label!r} may only hold letters, digits, '-' and '_'")
-    return name
 
 
 @lru_cache(maxsize=65536)
@@ -107,6 +87,8 @@ class ObjectRecords:
     group: str = ""
     targets: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
+    #: (name, type) -> (ttl, group) for record sets added with :meth:`put`, instead of the object's own
+    overrides: dict[tuple[str, str], tuple[int | None, str]] = field(default_factory=dict)
 
     def skip(self, value: str, reason: str) -> None:
         """Record (once per object) that ``value`` was left out, and why."""
@@ -143,8 +125,20 @@ class ObjectRecords:
     def add_srv(self, name: str, priority: int, weight: int, port: int, target: str) -> None:
         self.targets.setdefault((name, "SRV"), set()).add(f"{priority} {weight} {port} {target}")
 
+    def put(self, name: str, rtype: str, targets: Iterable[str], ttl: int | None, group: str) -> None:
+        """Add canonical targets of an explicit type to the (already normalised) ``name``, with their own TTL and
+        group."""
+        key = (name, rtype)
+        self.targets.setdefault(key, set()).update(targets)
+        known = self.overrides.get(key)
+        if known is not None:
+            ttls = [t for t in (known[0], ttl) if t]
+            ttl, group = (min(ttls) if ttls else None), known[1] or group
+        self.overrides[key] = (ttl, group)
+
     def endpoints(self) -> list[Endpoint]:
-        return [
-            Endpoint(name, rtype, tuple(sorted(values)), self.ttl, self.resource, self.group)
-            for (name, rtype), values in sorted(self.targets.items())
-        ]
+        out = []
+        for (name, rtype), values in sorted(self.targets.items()):
+            ttl, group = self.overrides.get((name, rtype), (self.ttl, self.group))
+            out.append(Endpoint(name, rtype, tuple(sorted(values)), ttl, self.resource, group))
+        return out

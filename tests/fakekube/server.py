@@ -5,8 +5,11 @@ The official ``kubernetes`` Python client and real ``kubectl`` run against it un
 Implemented, as the real API server does it:
 
 * Discovery (``/api``, ``/api/v1``, ``/apis``, ``/apis/<group>[/<version>]``, ``/version``) for Service, Node,
-  Pod, Namespace (core/v1), EndpointSlice (discovery.k8s.io/v1), Ingress, IngressClass (networking.k8s.io/v1)
-  and Lease (coordination.k8s.io/v1), in their all-namespaces and namespaced URL forms.
+  Pod, Namespace (core/v1), EndpointSlice (discovery.k8s.io/v1), Ingress, IngressClass (networking.k8s.io/v1),
+  Lease (coordination.k8s.io/v1), Gateway, HTTPRoute, GRPCRoute, TLSRoute (gateway.networking.k8s.io/v1) and
+  TCPRoute, UDPRoute (gateway.networking.k8s.io/v1alpha2), DNSEndpoint (externaldns.k8s.io/v1alpha1, with
+  its ``/status`` subresource), in their all-namespaces and namespaced URL forms; a
+  kind is served at its one version only.
 * Lists: ``resourceVersion`` in ``metadata``, items without kind/apiVersion, ``labelSelector`` (``=``, ``==``,
   ``!=``, exists, ``!`` not-exists, ``in``, ``notin``), ``fieldSelector`` (``=``, ``==``, ``!=``, comma-separated
   terms AND-ed, on ``metadata.name``, ``metadata.namespace`` and a few per-kind fields: Service
@@ -117,10 +120,22 @@ KINDS = (
     Kind("Ingress", "networking.k8s.io", "ingresses", True, ("ing",)),
     Kind("IngressClass", "networking.k8s.io", "ingressclasses", False, has_status=False),
     Kind("Lease", "coordination.k8s.io", "leases", True, has_status=False),
+    Kind("Gateway", "gateway.networking.k8s.io", "gateways", True, ("gtw",)),
+    Kind("HTTPRoute", "gateway.networking.k8s.io", "httproutes", True),
+    Kind("GRPCRoute", "gateway.networking.k8s.io", "grpcroutes", True),
+    Kind("TLSRoute", "gateway.networking.k8s.io", "tlsroutes", True),
+    Kind("TCPRoute", "gateway.networking.k8s.io", "tcproutes", True, version="v1alpha2"),
+    Kind("UDPRoute", "gateway.networking.k8s.io", "udproutes", True, version="v1alpha2"),
+    Kind("DNSEndpoint", "externaldns.k8s.io", "dnsendpoints", True, version="v1alpha1"),
 )
 BY_KIND = {k.kind: k for k in KINDS}
 BY_PLURAL = {(k.group, k.plural): k for k in KINDS}
 GROUPS = sorted({k.group for k in KINDS if k.group})
+
+
+def group_versions(group: str) -> list[str]:
+    """The versions a group serves, newest (``v1``) first."""
+    return sorted({k.version for k in KINDS if k.group == group}, key=lambda v: (v != "v1", v))
 
 
 def kind_named(kind: str) -> Kind:
@@ -580,15 +595,16 @@ def parse_route(path: str) -> Route | None:
     parts = [p for p in path.split("/") if p]
     if parts[:2] == ["api", "v1"]:
         group, rest = "", parts[2:]
-    elif len(parts) >= 3 and parts[0] == "apis" and parts[2] == "v1":
+    elif len(parts) >= 3 and parts[0] == "apis" and parts[2] in group_versions(parts[1]):
         group, rest = parts[1], parts[3:]
     else:
         return None
+    version = parts[1] if not group else parts[2]
     namespace = None
     if len(rest) >= 3 and rest[0] == "namespaces" and (group, rest[2]) in BY_PLURAL:
         namespace, rest = rest[1], rest[2:]
     kind = BY_PLURAL.get((group, rest[0])) if 1 <= len(rest) <= 3 else None
-    if kind is None or (namespace is not None and not kind.namespaced):
+    if kind is None or kind.version != version or (namespace is not None and not kind.namespaced):
         return None
     if namespace is None and kind.namespaced and len(rest) > 1:
         return None  # a namespaced object needs its namespace in the URL
@@ -829,22 +845,22 @@ def delete(store: Store, route: Route) -> Obj:
 # ---------------------------------------------------------------------------------------------- discovery
 
 
-def _resource_list(group: str) -> Obj:
+def _resource_list(group: str, version: str = "v1") -> Obj:
     resources = []
-    for kind in (k for k in KINDS if k.group == group):
+    for kind in (k for k in KINDS if k.group == group and k.version == version):
         common = {"namespaced": kind.namespaced, "kind": kind.kind}
         resources.append({"name": kind.plural, "singularName": kind.kind.lower(), **common, "verbs": VERBS,
                           **({"shortNames": list(kind.short_names)} if kind.short_names else {})})
         if kind.has_status:
             resources.append({"name": f"{kind.plural}/status", "singularName": "", **common,
                               "verbs": ["get", "patch", "update"]})
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/v1" if group else "v1",
-            "resources": resources}
+    return {"kind": "APIResourceList", "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else "v1", "resources": resources}
 
 
 def _group(group: str) -> Obj:
-    version = {"groupVersion": f"{group}/v1", "version": "v1"}
-    return {"name": group, "versions": [version], "preferredVersion": version}
+    versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in group_versions(group)]
+    return {"name": group, "versions": versions, "preferredVersion": versions[0]}
 
 
 def discovery(path: str, host: str) -> Obj | None:
@@ -861,8 +877,9 @@ def discovery(path: str, host: str) -> Obj | None:
     for group in GROUPS:
         if path == f"/apis/{group}":
             return {"kind": "APIGroup", "apiVersion": "v1", **_group(group)}
-        if path == f"/apis/{group}/v1":
-            return _resource_list(group)
+        for version in group_versions(group):
+            if path == f"/apis/{group}/{version}":
+                return _resource_list(group, version)
     return None
 
 

@@ -134,6 +134,85 @@ def ingress(
     return obj
 
 
+GATEWAY_API = "gateway.networking.k8s.io"
+ROUTE_VERSIONS = {"HTTPRoute": "v1", "GRPCRoute": "v1", "TLSRoute": "v1", "TCPRoute": "v1alpha2",
+                  "UDPRoute": "v1alpha2"}
+
+
+def listener(name: str = "http", protocol: str = "HTTP", hostname: str | None = None, port: int = 80,
+             from_: str | None = None, selector: Obj | None = None, kinds: list[Obj] | None = None) -> Obj:
+    """A Gateway listener; ``from_``/``selector``/``kinds``: its ``allowedRoutes``."""
+    lis: Obj = {"name": name, "protocol": protocol, "port": port}
+    if hostname is not None:
+        lis["hostname"] = hostname
+    allowed: Obj = {}
+    if from_ is not None:
+        allowed["namespaces"] = {"from": from_, **({"selector": selector} if selector is not None else {})}
+    if kinds is not None:
+        allowed["kinds"] = kinds
+    if allowed:
+        lis["allowedRoutes"] = allowed
+    return lis
+
+
+def gateway(name: str = "gw", ns: str = "default", listeners: list[Obj] | None = None,
+            addresses: tuple[str, ...] = ("192.0.2.10",), annotations: dict[str, str] | None = None,
+            labels: dict[str, str] | None = None) -> Obj:
+    """A Gateway (one HTTP listener without hostname by default); ``addresses`` go to ``status.addresses``."""
+    return {
+        "apiVersion": f"{GATEWAY_API}/v1", "kind": "Gateway", "metadata": meta(name, ns, annotations, labels),
+        "spec": {"gatewayClassName": "example", "listeners": [listener()] if listeners is None else listeners},
+        "status": {"addresses": [{"type": "Hostname" if any(c.isalpha() for c in a) and ":" not in a
+                                  else "IPAddress", "value": a} for a in addresses],
+                   "conditions": [{"type": "Programmed", "status": "True"}]},
+    }
+
+
+def parent_ref(name: str = "gw", ns: str | None = None, section: str | None = None, port: int | None = None,
+               kind: str | None = None) -> Obj:
+    ref: Obj = {"group": GATEWAY_API, "kind": kind or "Gateway", "name": name}
+    for key, value in (("namespace", ns), ("sectionName", section), ("port", port)):
+        if value is not None:
+            ref[key] = value
+    return ref
+
+
+def route(kind: str = "HTTPRoute", name: str = "app", ns: str = "default", hostnames: tuple[str, ...] = (),
+          parents: list[Obj] | None = None, status_parents: list[Obj] | None = None, accepted: bool = True,
+          annotations: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> Obj:
+    """A route whose ``spec.parentRefs`` are ``parents`` (default: Gateway ``gw`` of its namespace) and whose
+    ``status.parents`` are ``status_parents`` (default: the same), each ``Accepted`` as ``accepted`` says."""
+    parents = [parent_ref()] if parents is None else parents
+    spec: Obj = {"parentRefs": parents}
+    if hostnames:
+        spec["hostnames"] = list(hostnames)
+    status = [{"parentRef": ref, "controllerName": "example.net/gateway-controller",
+               "conditions": [{"type": "Accepted", "status": "True" if accepted else "False"},
+                              {"type": "ResolvedRefs", "status": "True"}]}
+              for ref in (parents if status_parents is None else status_parents)]
+    return {"apiVersion": f"{GATEWAY_API}/{ROUTE_VERSIONS[kind]}", "kind": kind,
+            "metadata": meta(name, ns, annotations, labels), "spec": spec, "status": {"parents": status}}
+
+
+def dnsendpoint(name: str = "custom", ns: str = "default", endpoints: list[Any] | None = None,
+                annotations: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> Obj:
+    """ExternalDNS's DNSEndpoint (``externaldns.k8s.io/v1alpha1``) with these ``spec.endpoints``."""
+    return {"apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpoint",
+            "metadata": meta(name, ns, annotations, labels), "spec": {"endpoints": list(endpoints or [])}}
+
+
+def dns_ep(dns_name: str, record_type: str, *targets: str, ttl: Any = None, **extra: Any) -> Obj:
+    """One ``spec.endpoints[]`` entry of a DNSEndpoint."""
+    entry: Obj = {"dnsName": dns_name, "recordType": record_type, "targets": list(targets), **extra}
+    if ttl is not None:
+        entry["recordTTL"] = ttl
+    return entry
+
+
+def namespace(name: str, labels: dict[str, str] | None = None) -> Obj:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta(name, None, None, labels)}
+
+
 def run(
     services: list[Obj] | None = None,
     ingresses: list[Obj] | None = None,

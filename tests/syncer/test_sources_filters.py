@@ -111,7 +111,7 @@ def test_domain_filter_keeps_hosts_whose_subnames_are_in_scope() -> None:
         ({"label_filter": "app in web"}, "invalid selector 'app in web'"),
         ({"annotation_filter": "a=b c"}, "invalid selector 'a=b c'"),
         ({"fqdn_templates": ["{{.Spec}}"]}, "invalid --fqdn-template"),
-        ({"sources": ["service", "crd"]}, "unknown source 'crd'"),
+        ({"sources": ["service", "istio-gateway"]}, "unknown source 'istio-gateway'"),
     ],
 )
 def test_bad_configuration_is_a_value_error(config: dict[str, Any], message: str) -> None:
