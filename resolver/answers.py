@@ -7,10 +7,12 @@
 * Opcode other than QUERY -> NOTIMP. No question, more than one question, an unparsable question, trailing
   bytes after the message, a malformed OPT, two OPTs -> FORMERR (question omitted when it cannot be parsed).
   EDNS version other than 0 -> BADVERS (RFC 6891) with an OPT of version 0 and the query's DO bit (RFC 3225
-  §3). A TSIG-signed query -> NOTAUTH (we hold no keys). Every error reply to a query that carries an OPT -
-  even one we could not parse - carries an OPT too (RFC 6891 §7).
+  §3). A TSIG-signed query -> NOTAUTH (this answerer holds no keys; :mod:`resolver.primary` verifies signed
+  queries before they get here). Every error reply to a query that carries an OPT - even one we could not
+  parse - carries an OPT too (RFC 6891 §7).
 * QCLASS IN is answered; QCLASS ANY is answered like IN (records are class IN); any other class -> REFUSED.
-  QTYPE AXFR/IXFR -> REFUSED over UDP and TCP alike (no client may transfer a zone: an answer, never silence);
+  QTYPE AXFR/IXFR -> REFUSED over UDP and TCP alike (this answerer transfers no zone: an answer, never silence;
+  with ``--allow-transfer`` the hidden primary of :mod:`resolver.primary`, in front of it, takes those);
   the meta types OPT/TSIG/TKEY as a question -> FORMERR.
 * Names outside every served zone -> REFUSED (not an open resolver). AA is set on answers from a zone; RD
   and CD are copied from the query; RA is never set.

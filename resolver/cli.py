@@ -8,12 +8,15 @@ Every flag can also come from the environment (the flag wins): ``DNSSYNC_RESOLVE
 ``DNSSYNC_RESOLVER_MIN_LEASE_TTL``, ``DNSSYNC_RESOLVER_MAX_LEASE_TTL``, ``DNSSYNC_RESOLVER_FORWARD``
 and ``DNSSYNC_RESOLVER_ALLOW_RECURSION`` (comma-separated), ``DNSSYNC_RESOLVER_FORWARD_POLICY``, ``..._TIMEOUT``,
 ``..._HEALTH_CHECK``, ``..._MAX_FAILS``, ``DNSSYNC_RESOLVER_LOG_QUERIES`` (true/false),
-``DNSSYNC_RESOLVER_LOG_QUERIES_RATE``; ``--etcd-endpoints`` falls back to ``ETCD_URLS``, TLS and auth come from
-``ETCD_*`` (see :mod:`skydns.etcd`).
+``DNSSYNC_RESOLVER_LOG_QUERIES_RATE``, ``DNSSYNC_RESOLVER_ALLOW_TRANSFER`` and ``DNSSYNC_RESOLVER_NOTIFY``
+(comma-separated), ``DNSSYNC_RESOLVER_TSIG_KEY``; ``--etcd-endpoints`` falls back to ``ETCD_URLS``, TLS and
+auth come from ``ETCD_*`` (see :mod:`skydns.etcd`).
 
-The responder chain, outermost first: the query log (``--log-queries``), the views (``--view``), forwarding
-(``--forward``), the main records' answerer. Each wrapper is installed only when its flag is given, and any of them
-makes the DNS server hand the client address over (``with_client``).
+The responder chain, outermost first: the hidden primary (``--allow-transfer``/``--notify``: zone transfers, NOTIFY
+and TSIG, :mod:`resolver.primary`; it transfers the main records, never a view's), the query log (``--log-queries``),
+the views (``--view``), forwarding (``--forward``), the main records' answerer. Each wrapper is
+installed only when its flag is given, and any of them makes the DNS server hand the client address over
+(``with_client``).
 
 Start-up order: the DNS and HTTP sockets are bound first, so a bad address fails at once (one line on stderr,
 exit code 2). Then the first load from etcd starts, retried with backoff for as long as it takes: until it is
@@ -42,9 +45,12 @@ import structlog
 
 from resolver import serials
 from resolver.forward import POLICIES, Forwarder, ForwardSettings
-from resolver.lookup import SoaFields, soa_name
+from resolver.lookup import Lookup, Mode, SoaFields, soa_name
+from resolver.notify import Notifier, parse_targets
+from resolver.primary import Primary
 from resolver.querylog import QueryLog, parse_rate
 from resolver.server import DnsServer, Respond, servfail
+from resolver.transfer import parse_acl, parse_tsig_key
 from resolver.views import View, ViewDispatcher, ViewSpec, check_views, parse_view
 from resolver.workers import parse_workers
 from skydns import logs
@@ -131,6 +137,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                         "DNSSYNC_RESOLVER_LOG_QUERIES")
     p.add_argument("--log-queries-rate", default=default("LOG_QUERIES_RATE", "100"), metavar="N",
                    help="at most N query lines per second, the rest counted (default 100)")
+    p.add_argument("--allow-transfer", action="append", metavar="CIDR[,...]",
+                   help="clients that may transfer the zones (AXFR/IXFR over TCP; default nobody); env "
+                        "DNSSYNC_RESOLVER_ALLOW_TRANSFER")
+    p.add_argument("--tsig-key", default=default("TSIG_KEY", ""), metavar="NAME:ALGORITHM:BASE64",
+                   help="require transfers to be signed with this TSIG key (hmac-sha256, -sha384, -sha512, ...); "
+                        "NOTIFYs are signed with it")
+    p.add_argument("--notify", action="append", metavar="HOST[:PORT][,...]",
+                   help="secondaries to send NOTIFY to when a zone's serial moves (needs --allow-transfer)")
     return p
 
 
@@ -154,6 +168,9 @@ class ResolverConfig:
     forward: ForwardSettings | None = None
     log_queries: bool = False
     log_queries_rate: int = 100
+    allow_transfer: tuple[str, ...] = ()  # CIDRs (resolver.transfer.parse_acl)
+    tsig_key: str = ""  # NAME:ALGORITHM:BASE64, or empty
+    notify: tuple[tuple[str, int], ...] = ()
 
 
 def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ResolverConfig:
@@ -186,18 +203,28 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
                                         listen=listen)
         log_queries = parse_bool(env.get(ENV + "LOG_QUERIES", "")) if args.log_queries is None else args.log_queries
         log_queries_rate = parse_rate(args.log_queries_rate)
+        allow_transfer = tuple(str(n) for n in parse_acl(
+            args.allow_transfer or [env.get(ENV + "ALLOW_TRANSFER", "")]))
+        if args.tsig_key:
+            parse_tsig_key(args.tsig_key)
+        notify = parse_targets(args.notify or [env.get(ENV + "NOTIFY", "")])
     except (InvalidNameError, ValueError, EtcdConfigError) as exc:
         parser.error(str(exc))
     min_ttl, max_ttl = args.min_lease_ttl, args.max_lease_ttl  # argparse converts string defaults with type=, too
     if min_ttl > max_ttl:
         parser.error(f"--min-lease-ttl ({min_ttl}s) is above --max-lease-ttl ({max_ttl}s)")
     soa = _soa_fields(parser, args)
+    if notify and not allow_transfer:
+        parser.error("--notify needs --allow-transfer: the secondaries it notifies must be allowed to transfer")
+    if args.tsig_key and not allow_transfer:
+        parser.error("--tsig-key needs --allow-transfer (it signs zone transfers)")
     return ResolverConfig(zones=zones, etcd=etcd, prefix=prefix, listen=listen, http_listen=http_listen,
                           log_format=args.log_format, log_level=args.log_level,
                           own_records_only=args.own_records_only, subtree_answers=args.subtree_answers, soa=soa,
                           min_lease_ttl=min_ttl, max_lease_ttl=max_ttl,
                           views=views, workers=workers, forward=forward, log_queries=log_queries,
-                          log_queries_rate=log_queries_rate)
+                          log_queries_rate=log_queries_rate, allow_transfer=allow_transfer,
+                          tsig_key=args.tsig_key, notify=notify)
 
 
 def _soa_fields(parser: argparse.ArgumentParser, args: argparse.Namespace) -> SoaFields:
@@ -267,6 +294,25 @@ class Resolver:
             self._respond = QueryLog(self._respond, rate=config.log_queries_rate,
                                      inner_with_client=self.dns.with_client).respond
             self.dns.with_client = True
+        self.primary: Primary | None = None
+        self._exact_task: asyncio.Task[None] | None = None
+        if config.allow_transfer or config.notify:
+            self._respond = self._primary(config)
+            self.dns.with_client = True
+
+    def _primary(self, config: ResolverConfig) -> Respond:
+        """The hidden primary (resolver.primary) over the main records, outermost in the chain."""
+        mode = Mode.SUBTREE if config.subtree_answers else Mode.OWN if config.own_records_only else Mode.DEFAULT
+        lookup = Lookup(self.store, config.zones, mode=mode, soa=config.soa,  # type: ignore[arg-type]
+                        min_lease_ttl=config.min_lease_ttl, max_lease_ttl=config.max_lease_ttl)
+        key = parse_tsig_key(config.tsig_key) if config.tsig_key else None
+        notifier = Notifier(config.notify, self._soa_now, key=key) if config.notify else None
+        self.primary = Primary(self._respond, lookup, acl=parse_acl(config.allow_transfer), key=key,
+                               inner_with_client=self.dns.with_client, notifier=notifier)
+        return self.primary.respond
+
+    def _soa_now(self, zone: str) -> tuple[int, bytes] | None:
+        return self.primary.soa_now(zone) if self.primary is not None else None
 
     def _view(self, spec: ViewSpec, store_factory: StoreFactory, answerer_factory: AnswererFactory) -> View:
         view_config = dataclasses.replace(self.config, prefix=view_prefix(spec.name))
@@ -287,6 +333,9 @@ class Resolver:
 
     def _loaded(self) -> None:
         self._catch_up_serials()
+        if self.primary is not None and self._exact_task is None and self.mirror is not None \
+                and self.mirror.is_ready():
+            self._exact_task = asyncio.create_task(self._serials_then_transfers(), name="serials-exact")
         if self._ready():
             self.dns.set_responder(self._respond)
 
@@ -297,6 +346,14 @@ class Resolver:
             anchors = getattr(store, "serial_anchors", None)
             if anchors is not None and anchors() and id(store) not in self._serials and self.client is not None:
                 self._serials[id(store)] = asyncio.create_task(serials.catch_up(self.client, store))
+
+    async def _serials_then_transfers(self) -> None:
+        """Transfers and NOTIFYs start once the main store's serials include etcd's history."""
+        task = self._serials.get(id(self.store))
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+        assert self.primary is not None
+        self.primary.set_exact()
 
     async def serials_exact(self) -> None:
         """Wait until the serials of every store loaded so far include etcd's history."""
@@ -340,6 +397,8 @@ class Resolver:
         tasks: list[asyncio.Task[Any]] = [t for t in [self._mirror_task] + [t for _, t in self._view_mirrors]
                                           if t is not None]
         tasks += self._serials.values()
+        if self._exact_task is not None:
+            tasks.append(self._exact_task)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -349,6 +408,8 @@ class Resolver:
         if self.http is not None:
             await self.http.close()
         await self.dns.close()
+        if self.primary is not None:
+            await self.primary.close()
         if self.forwarder is not None:
             await self.forwarder.close()
         for client in [self.client] + [c for c, _ in self._view_mirrors]:

@@ -632,6 +632,40 @@ class Lookup:
                 res.answer.append((qname, ttl, T_NS, target))
         return bool(seen)
 
+    # -- zone transfers --------------------------------------------------------------------------------------
+
+    def name_data(self, qname: Labels, now: float) -> tuple[list[RR], list[RR]]:
+        """Every record a name with keys answers at itself, for A, AAAA, TXT, SRV, MX and PTR (and NS at an apex)
+        - or its CNAME alone - as one read of the name instead of one :meth:`resolve` per type; and the apex
+        NS answer's additional records (glue). The same records as those :meth:`resolve` answers with that
+        owner; for :mod:`resolver.zonecontent`."""
+        labels = text_labels(qname)
+        zone = None if labels is None else self.zone_for(labels)
+        if zone is None or labels is None:
+            return [], []
+        if len(labels) > len(zone.labels) and not self.store.exists(self._path(labels)):
+            return [], []  # a name without keys: only a wildcard would answer it, and that is its own name
+        ctx = _Ctx(now)
+        node = self._node(ctx, zone, labels, T_A)
+        if node is None:
+            return [], []
+        if node.alias is not None:
+            e, ttl, _ = node.alias
+            assert e.target is not None
+            return [(qname, ttl, T_CNAME, e.target)], []
+        apex = len(labels) == len(zone.labels)
+        res = Result(NOERROR)
+        for qtype in (T_A, T_AAAA, T_SRV, T_MX, T_PTR):
+            self._typed(ctx, zone, qname, node, qtype, apex, res)
+        text = self._node(ctx, zone, labels, T_TXT)
+        if text is not None:
+            self._typed(ctx, zone, qname, text, T_TXT, apex, res)
+        if not apex:
+            return res.answer, []
+        glue = Result(NOERROR)
+        self._typed(ctx, zone, qname, node, T_NS, apex, glue)
+        return res.answer + glue.answer, glue.additional
+
     # -- entry point ---------------------------------------------------------------------------------------
 
     def resolve(self, qname: Labels, qtype: int, now: float) -> Result:

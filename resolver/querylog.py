@@ -23,7 +23,7 @@ import dns.rcode
 import dns.rdatatype
 import structlog
 
-from resolver.server import Reply, Respond
+from resolver.server import Reply, Respond, Stream
 
 DEFAULT_RATE = 100
 
@@ -89,6 +89,8 @@ class QueryLog:
         self._left -= 1
         if reply is None or isinstance(reply, bytes):
             self._write(query, tcp, client, reply, self._clock() - start)
+        elif isinstance(reply, Stream):  # a zone transfer: resolver.primary logs those
+            pass
         else:
             reply.add_done_callback(lambda f: self._write(
                 query, tcp, client, None if f.cancelled() or f.exception() else f.result(), self._clock() - start))

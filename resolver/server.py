@@ -15,6 +15,11 @@ RFC 7766 §7 allows for pipelined queries).
 Nothing a client sends may stop the server: every packet and every connection is handled inside its own
 ``try``, failures are counted (and logged at most once per second).
 
+A reply may also be a :class:`Stream` (over TCP only): many messages - a zone transfer - written one at a time as
+the connection drains (the next one is made only when the socket's write buffer is below its high-water mark,
+so a 100,000-record zone never sits in memory as messages), contiguously: the connection reads no further query
+while it streams, and answers that complete meanwhile (forwarded ones) are written after it.
+
 TCP follows RFC 7766: two-byte length framing, several (pipelined) queries per connection, answers in order.
 A connection is closed when no complete query arrives for ``idle_timeout`` seconds (so a slowloris that dribbles
 bytes is closed as surely as an idle one), and connections beyond ``max_connections`` are closed at once.
@@ -30,7 +35,7 @@ import contextlib
 import functools
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeAlias
 
 import structlog
@@ -38,7 +43,7 @@ from prometheus_client import Counter, Gauge
 
 log = structlog.get_logger("resolver.server")
 
-Reply: TypeAlias = "bytes | asyncio.Future[bytes | None] | None"
+Reply: TypeAlias = "bytes | Stream | asyncio.Future[bytes | None] | None"
 Respond = Callable[..., Reply]
 
 SERVER_ERRORS = Counter("dnssync_resolver_server_errors", "Queries or connections that failed inside the server",
@@ -53,6 +58,37 @@ UDP_DROPPED = Counter("dnssync_resolver_udp_dropped", "UDP answers dropped becau
 HEADER_LEN = 12
 UDP_BATCH = 64  # datagrams handled per wake-up before giving TCP and etcd a turn
 UDP_READ_SIZE = 65535
+
+
+class Stream:
+    """A reply of many messages over TCP (see the module docstring). ``on_done(completed, messages, size)`` is
+    called once: after the last message was handed to the socket, or when the connection went away first."""
+
+    def __init__(self, messages: Iterator[bytes], on_done: Callable[[bool, int, int], None] | None = None) -> None:
+        self.messages = messages
+        self.on_done = on_done
+        self.count = 0
+        self.size = 0
+        self._done = False
+
+    def next_frame(self) -> bytes | None:
+        """The next message with its two-byte length, or None at the end."""
+        message = next(self.messages, None)
+        if message is None:
+            return None
+        self.count += 1
+        self.size += len(message)
+        return len(message).to_bytes(2, "big") + message
+
+    def finish(self, completed: bool) -> None:
+        if self._done:
+            return
+        self._done = True
+        close = getattr(self.messages, "close", None)
+        if close is not None:
+            close()
+        if self.on_done is not None:
+            self.on_done(completed, self.count, self.size)
 
 
 class Responder(Protocol):
@@ -109,6 +145,9 @@ class _Tcp(asyncio.Protocol):
         self._counted = False
         self._paused = False
         self._peer: object = None
+        self._stream: Stream | None = None
+        self._after_stream: list[bytes] = []  # answers that completed while a stream was being written
+        self._close_after_stream = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server = self._server
@@ -135,6 +174,9 @@ class _Tcp(asyncio.Protocol):
             self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self._stream is not None:  # a stream is being written: later queries wait for its end
+            self._buf += data
+            return
         try:
             self._consume(data)
         except Exception as exc:
@@ -164,10 +206,56 @@ class _Tcp(asyncio.Protocol):
                 reply = server.respond(query, tcp=True)
             if isinstance(reply, bytes):
                 transport.write(len(reply).to_bytes(2, "big") + reply)
+            elif isinstance(reply, Stream):
+                self._start_stream(reply)
+                return
             elif reply is not None:
                 reply.add_done_callback(self._write_later)
             if transport.is_closing():
                 return
+
+    def _start_stream(self, stream: Stream) -> None:
+        assert self._transport is not None
+        self._stream = stream
+        if not self._paused:
+            self._transport.pause_reading()
+        self._pump()
+
+    def _pump(self) -> None:
+        """Write the stream's messages while the socket takes them; at its end, go on with buffered queries."""
+        transport = self._transport
+        stream = self._stream
+        if transport is None or stream is None:
+            return
+        try:
+            while not self._paused:
+                if transport.is_closing():
+                    return
+                frame = stream.next_frame()
+                if frame is None:
+                    break
+                transport.write(frame)
+                self._deadline = time.monotonic() + self._server.idle_timeout
+            else:
+                return
+        except Exception as exc:
+            self._stream = None
+            stream.finish(False)
+            self._server.errors.failed("tcp", exc)
+            transport.abort()
+            return
+        self._stream = None
+        stream.finish(True)
+        for reply in self._after_stream:
+            transport.write(len(reply).to_bytes(2, "big") + reply)
+        self._after_stream = []
+        if self._close_after_stream:
+            transport.close()
+            return
+        if not self._paused:
+            transport.resume_reading()
+        if self._buf:
+            asyncio.get_running_loop().call_soon(self.data_received, b"")
 
     def _write_later(self, future: asyncio.Future[bytes | None]) -> None:
         """Write an answer that came later (a forwarded query), unless the connection is gone meanwhile."""
@@ -180,9 +268,15 @@ class _Tcp(asyncio.Protocol):
             self._server.errors.failed("tcp", exc)
             return
         if reply is not None:
+            if self._stream is not None:
+                self._after_stream.append(reply)
+                return
             transport.write(len(reply).to_bytes(2, "big") + reply)
 
     def eof_received(self) -> bool:
+        if self._stream is not None:  # the client half-closed after asking: finish the stream, then close
+            self._close_after_stream = True
+            return True
         return False  # answers are written synchronously: close once they are flushed
 
     def pause_writing(self) -> None:  # the client does not read its answers: stop reading its queries
@@ -193,12 +287,18 @@ class _Tcp(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._transport is not None and self._paused:
             self._paused = False
-            self._transport.resume_reading()
+            if self._stream is not None:
+                self._pump()
+            else:
+                self._transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            stream.finish(False)
         if self._counted:
             self._counted = False
             TCP_CONNECTIONS.dec()
@@ -311,7 +411,7 @@ class DnsServer:
                 reply = respond(data, tcp=False, client=addr) if with_client else respond(data, tcp=False)
                 if isinstance(reply, bytes):
                     sendto(reply, addr)
-                elif reply is not None:  # answered later (see the module docstring)
+                elif reply is not None and not isinstance(reply, Stream):  # answered later (module docstring)
                     reply.add_done_callback(functools.partial(self._udp_send_later, addr))
             except BlockingIOError:  # the send buffer is full: drop this answer, as a loaded server does
                 UDP_DROPPED.inc()

@@ -22,6 +22,11 @@ runs. With N > 1 the process started by the user becomes the **supervisor**; it 
 * SIGTERM/SIGINT stop the workers (SIGTERM, SIGKILL after 10 s) and the supervisor exits 0. Workers run in a
   session of their own, so a terminal's Ctrl-C reaches only the supervisor, which stops them in order.
 
+Zone transfers (``--allow-transfer``): every worker serves them from its own copy of the zones over its own
+TCP socket (a secondary reaches whichever worker the kernel picks); the serial is the etcd revision, so every
+worker gives the same one for the same state, and each keeps its own IXFR journal from its start (a worker
+restarted since the secondary's serial answers an IXFR with the full zone). Only worker 0 sends the NOTIFYs.
+
 One HTTP endpoint for all: the supervisor serves ``--http-listen`` and asks every worker's private endpoint at
 request time (in parallel, 1 s timeout each): ``/readyz`` is 200 when every worker runs, has bound DNS and is
 ready (all its mirrors loaded); ``/healthz`` is 200 while the supervisor runs, with each worker's health JSON
@@ -406,6 +411,8 @@ def _watch_lifeline(loop: asyncio.AbstractEventLoop, fd: int, stop: asyncio.Even
 async def serve_worker(config: ResolverConfig, index: int, late_bind: bool) -> int:
     """One worker: the ordinary resolver, reporting to the supervisor, stopping with it."""
     from resolver.cli import Resolver, run_until_stopped
+    if index != 0:  # one NOTIFY per change, not one per worker: worker 0 sends them (all of them serve transfers)
+        config = dataclasses.replace(config, notify=())
     resolver = Resolver(config)
     try:
         if not late_bind:
