@@ -20,6 +20,8 @@
   ignored). UDP answers are sized to the client's payload (512 without EDNS, never below 512). When the answer
   does not fit, the additional section is dropped first (no TC: it only holds glue); when it still does not fit,
   the reply carries TC=1 and only the question (+ OPT), so the client retries over TCP. TCP allows 65535 bytes.
+  A referral (a name below a zone cut, :mod:`resolver.lookup`) has AA clear, and when its additional section
+  holds in-domain glue that does not fit, the reply is truncated instead (RFC 9471: glue is not optional there).
 
 The cache: encoded answers keyed by the lower-cased question (qname wire bytes, then qtype and qclass). EDNS,
 payload size, the DO bit and UDP/TCP do not split the key: each entry keeps the full answer and, when it is over
@@ -326,6 +328,7 @@ class Answerer:
         authority: list[RR] = []
         additional: list[RR] = []
         rcode: int
+        authoritative, glue_required = True, False
         if qtype in _FORMERR_TYPES:
             rcode = dns.rcode.FORMERR
         elif qtype in _REFUSED_TYPES or qclass not in (dns.rdataclass.IN, dns.rdataclass.ANY):
@@ -336,13 +339,15 @@ class Answerer:
             answer, authority, additional = result.answer, result.authority, result.additional
             deps = tuple(result.reads)
             leased = result.leased
-        flags = wire.QR | (wire.AA if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) else 0)
+            authoritative, glue_required = result.authoritative, result.glue_required
+        aa = authoritative and rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
+        flags = wire.QR | (wire.AA if aa else 0)
         qend = 12 + len(qname_wire)
         full = wire.render(qname_wire, qtype, qclass, flags, rcode, answer, authority, additional)
         noextra: bytes | None = None
         if full is None:  # over 65535 bytes: only the truncated form exists
             full = wire.question(qname_wire, qtype, qclass, flags | wire.TC, rcode)
-        elif additional and len(full) > 512:
+        elif additional and len(full) > 512 and not glue_required:
             noextra = wire.render(qname_wire, qtype, qclass, flags, rcode, answer, authority, [])
         expires = time.monotonic() + LEASED_CACHE_SECONDS if leased else 0.0
         entry = _Cached(full, noextra, qend, rcode, deps, expires)

@@ -58,11 +58,28 @@ an IP host is never served, a name host with ``text`` is TXT only - CoreDNS's cl
 per key with a port other than -1 (IP hosts get the key's name as target, with glue; name hosts are the target,
 ``targetstrip`` applied; default priority 10, weights ``floor(100*w/sum)`` per priority, 0 counting as 100 and
 becoming 1, deduplicated by (target, port) for IP hosts). MX: keys with ``mail``, likewise. Glue for in-zone
-name targets carries A and AAAA (CNAME chains included). PTR: the own name hosts. NS at the apex only, from
-``ns.dns.<zone>`` (an IP host names its key, with glue; a name host is the NS target). SOA at the apex only
+name targets carries A and AAAA (CNAME chains included). PTR: the own name hosts. NS at the apex, from
+``ns.dns.<zone>`` (an IP host names its key, with glue; a name host is the NS target), and at a zone cut in
+the referral's authority section. SOA at the apex only
 (owner = the zone). ANY (RFC 8482): one RRset - the CNAME, else the first of A, AAAA, MX, TXT, SRV (PTR in a
 reverse zone) that has data - else a synthesised ``HINFO "RFC8482" ""``. Everything else: NODATA. NODATA and
 NXDOMAIN carry the zone's SOA in the authority section.
+
+**Zone cuts** (RFC 1034 §4.3.2, RFC 2181 §6, RFC 9471): a name C strictly below a served zone's apex with NS
+records at ``ns.dns.C`` (the keys ``C/dns/ns/<leaf>`` dnssync writes for an NS endpoint; read as the apex's
+NS set is) is a delegation, and every name at or below C belongs to the child zone. A question for C or any name
+below it, of any type, gets a *referral*: NOERROR, AA clear, no answer, C's NS RRset (owner C) in authority,
+and in additional the addresses of the NS targets - *glue* for a target below a cut (C's own, "in-domain", or
+another cut's, RFC 9471's sibling glue), read from the target's keys as if there were no cut (no wildcard), and
+the zone's own A/AAAA answer for a target elsewhere in a served zone; an answer that cannot carry C's in-domain
+glue is truncated (TC) rather than sent without it (:attr:`Result.glue_required`). The one exception is DS at C
+itself, which the parent answers: we hold no DS, so NODATA with the SOA, authoritatively. The highest cut wins (a
+cut below a cut is the child's business). Nothing at or below C is answered from the parent's data: the
+cut check comes before the name's own records, its existence and any wildcard, so a wildcard above C never
+synthesises C or a name below it. A CNAME chase that enters C ends there with the referral's authority and
+additional data after the CNAMEs (RFC 1034 §4.3.2 step 3b after step 3a; the answer then starts with our
+CNAME, so AA stays set). A cut needs at least one NS record that decodes; ``dns/ns`` keys without one cut
+nothing. A served zone more specific than the cut (the child served here too) answers its own names.
 
 **TTL**: ``ttl`` or 300; a leased key: the remaining lease seconds clamped to [min_lease_ttl, max_lease_ttl],
 the smaller of that and a non-zero ``ttl``; one RRset shares the smallest TTL (RFC 2181, in :mod:`resolver.wire`).
@@ -73,7 +90,9 @@ answers are cached for MINIMUM seconds as RFC 2308 computes it). The serial is t
 latest change (:meth:`resolver.store.Store.last_change`).
 
 **Reads recorded** (for the answer cache): a name's path (its key and everything below), the wildcard path and
-every ancestor tried for the closest encloser, CNAME targets and glue names, ``dns/ns`` and ``dns/apex``; for the
+every ancestor tried for the closest encloser, CNAME targets and glue names, ``dns/ns`` and ``dns/apex``, and
+``<C>/dns/ns`` for every cut candidate C between the apex and the name (so an NS key appearing under it drops
+the answers below C); for the
 apex's own records the marker ``<zone path>/`` (any direct child of the zone key changes) and the paths of its
 per-target leaf candidates; the zone's path for every answer holding its SOA (the serial moves with any change).
 """
@@ -91,8 +110,8 @@ from skydns.names import InvalidNameError, name_labels, normalize_name
 from skydns.record import HostKind
 
 # DNS numbers used here (kept local: dnspython's enums are slow on this path).
-T_A, T_NS, T_CNAME, T_SOA, T_HINFO, T_PTR, T_MX, T_TXT, T_AAAA, T_SRV, T_ANY = (
-    1, 2, 5, 6, 13, 12, 15, 16, 28, 33, 255)
+T_A, T_NS, T_CNAME, T_SOA, T_HINFO, T_PTR, T_MX, T_TXT, T_AAAA, T_SRV, T_DS, T_ANY = (
+    1, 2, 5, 6, 13, 12, 15, 16, 28, 33, 43, 255)
 NOERROR, NXDOMAIN, REFUSED = 0, 3, 5
 
 DEFAULT_TTL = 300
@@ -156,6 +175,8 @@ class Result:
     additional: list[RR] = field(default_factory=list)
     reads: set[str] = field(default_factory=set)
     leased: bool = False  # some TTL came from a lease (it counts down)
+    authoritative: bool = True  # False: a referral (the question's name is below a zone cut), AA clear
+    glue_required: bool = False  # a referral with in-domain glue: drop it only with TC (RFC 9471)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,13 +195,23 @@ class _Node:
     alias: Item | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Cut:
+    """A zone cut at or above a name: its label count, and its NS targets as (target, TTL, address glue of an
+    IP host key or None)."""
+
+    depth: int
+    targets: list[tuple[Labels, int, RR | None]]
+
+
 class _Ctx:
-    __slots__ = ("leased", "now", "reads")
+    __slots__ = ("glue", "leased", "now", "reads")
 
     def __init__(self, now: float) -> None:
         self.now = now
         self.reads: set[str] = set()
         self.leased = False
+        self.glue = 0  # glue lookups under way: a referral met there adds no addresses
 
 
 def lower(labels: Labels) -> Labels:
@@ -439,6 +470,16 @@ class Lookup:
     def _answer(self, ctx: _Ctx, zone: Zone, qname: Labels, labels: list[str] | None, qtype: int, res: Result,
                 chain: list[Labels]) -> None:
         """Append the answer for ``qname``; the rcode and authority are set for the last name (RFC 6604)."""
+        cut = None if labels is None else self._cut(ctx, zone, labels)
+        if cut is not None:
+            assert labels is not None
+            if qtype == T_DS and cut.depth == len(labels):
+                self._negative(ctx, zone, res, NOERROR)  # the parent's side of the cut: we hold no DS
+                return
+            self._referral(ctx, qname, cut, res)
+            if not res.answer:
+                res.authoritative = False
+            return
         node = None if labels is None else self._node(ctx, zone, labels, qtype)
         if node is None:
             self._negative(ctx, zone, res, NXDOMAIN)
@@ -527,14 +568,17 @@ class Lookup:
     # -- per type ------------------------------------------------------------------------------------------
 
     def _glue(self, ctx: _Ctx, target: Labels, out: list[RR]) -> None:
-        """A and AAAA (CNAME chains included) for a target name inside a served zone; nothing outside."""
+        """A and AAAA (CNAME chains included) for a target name inside a served zone; nothing outside, nor
+        below a zone cut (a referral answers nothing)."""
         tzone, tlabels = self._zone_of(target)
         if tzone is None:
             return
+        ctx.glue += 1
         for qtype in (T_A, T_AAAA):
             part = Result(NOERROR)
             self._answer(ctx, tzone, target, tlabels, qtype, part, [])
             out.extend(part.answer)
+        ctx.glue -= 1
 
     def _srv(self, ctx: _Ctx, qname: Labels, items: list[Item], res: Result) -> bool:
         totals: dict[int, int] = {}
@@ -609,28 +653,89 @@ class Lookup:
                 res.additional.append(self._address(e, exchange, ttl))
         return found
 
-    def _ns(self, ctx: _Ctx, zone: Zone, qname: Labels, res: Result) -> bool:
-        read = self._read_coredns(ctx, self._path(("ns", "dns", *zone.labels)), ())
-        seen: set[Labels] = set()
-        for e, ttl, _ in self._items(ctx, read or [], T_NS):
+    def _ns_targets(self, ctx: _Ctx, path: str) -> list[tuple[Labels, int, RR | None]]:
+        """The NS targets of the keys at ``path`` (``ns.dns.<name>``) as (target, TTL, glue): an IP host names its
+        key and its address is the glue; a name host is the target as it is (``targetstrip`` applied)."""
+        out: list[tuple[Labels, int, RR | None]] = []
+        for e, ttl, _ in self._items(ctx, self._read_coredns(ctx, path, ()) or [], T_NS):
             rec = e.record
             assert rec is not None
-            target: Labels | None
             if e.kind is HostKind.A or e.kind is HostKind.AAAA:
                 target = self._key_name(e, rec.targetstrip)
-                if target is None:
-                    continue
-                res.additional.append(self._address(e, target, ttl))
+                if target is not None:
+                    out.append((target, ttl, self._address(e, target, ttl)))
             elif e.kind is HostKind.CNAME and e.target is not None:
-                target = strip(e.target, rec.targetstrip)
-                if lower(target) not in seen:
-                    self._glue(ctx, target, res.additional)
-            else:
-                continue
-            if lower(target) not in seen:
-                seen.add(lower(target))
+                out.append((strip(e.target, rec.targetstrip), ttl, None))
+        return out
+
+    def _ns(self, ctx: _Ctx, zone: Zone, qname: Labels, res: Result) -> bool:
+        seen: set[Labels] = set()
+        for target, ttl, glue in self._ns_targets(ctx, self._path(("ns", "dns", *zone.labels))):
+            low = lower(target)
+            if glue is not None:
+                res.additional.append(glue)
+            elif low not in seen:
+                self._glue(ctx, target, res.additional)
+            if low not in seen:
+                seen.add(low)
                 res.answer.append((qname, ttl, T_NS, target))
         return bool(seen)
+
+    # -- zone cuts -------------------------------------------------------------------------------------------
+
+    def _cut(self, ctx: _Ctx, zone: Zone, labels: Sequence[str]) -> _Cut | None:
+        """The highest zone cut at or above the name and strictly below the apex: a name C with NS records at
+        ``ns.dns.C``; None when there is none. Every candidate's ``dns/ns`` path is a read."""
+        store = self.store
+        path = zone.path
+        n = len(labels)
+        for depth in range(len(zone.labels) + 1, n + 1):
+            path += "/" + labels[n - depth]
+            ns_path = path + "/dns/ns"
+            ctx.reads.add(ns_path)
+            if store.exists(ns_path):
+                targets = self._ns_targets(ctx, ns_path)
+                if targets:
+                    return _Cut(depth, targets)
+        return None
+
+    def _referral(self, ctx: _Ctx, qname: Labels, cut: _Cut, res: Result) -> None:
+        """The delegation's NS RRset in authority and its targets' addresses in additional (RFC 1034 §4.3.2,
+        RFC 9471). Not inside a glue lookup: there the addresses are not wanted (and could loop)."""
+        owner = qname[len(qname) - cut.depth:]
+        seen: set[Labels] = set()
+        for target, ttl, glue in cut.targets:
+            low = lower(target)
+            if ctx.glue == 0:
+                if glue is not None:
+                    res.additional.append(glue)
+                    res.glue_required = True
+                elif low not in seen:
+                    self._referral_glue(ctx, target, lower(owner), res)
+            if low not in seen:
+                seen.add(low)
+                res.authority.append((owner, ttl, T_NS, target))
+        res.rcode = NOERROR
+
+    def _referral_glue(self, ctx: _Ctx, target: Labels, cut_name: Labels, res: Result) -> None:
+        """A and AAAA of one NS target: below a zone cut (in-domain or sibling glue), the records at the
+        target's own key read as if there were no cut (no wildcard); in a served zone otherwise, its answer."""
+        tzone, tlabels = self._zone_of(target)
+        if tzone is None:
+            return
+        if self._cut(ctx, tzone, tlabels) is None:
+            self._glue(ctx, target, res.additional)
+            return
+        read = self._read_name(ctx, self._path(tlabels))
+        if read is None:
+            return
+        node = _Node(self._items(ctx, read, T_A))
+        part = Result(NOERROR)
+        for qtype in (T_A, T_AAAA):
+            self._typed(ctx, tzone, target, node, qtype, False, part)
+        res.additional.extend(part.answer)
+        if part.answer and lower(target)[len(target) - len(cut_name):] == cut_name:
+            res.glue_required = True
 
     # -- zone transfers --------------------------------------------------------------------------------------
 
@@ -638,7 +743,8 @@ class Lookup:
         """Every record a name with keys answers at itself, for A, AAAA, TXT, SRV, MX and PTR (and NS at an apex)
         - or its CNAME alone - as one read of the name instead of one :meth:`resolve` per type; and the apex
         NS answer's additional records (glue). The same records as those :meth:`resolve` answers with that
-        owner; for :mod:`resolver.zonecontent`."""
+        owner; for :mod:`resolver.zonecontent`. At a zone cut: the delegation's NS RRset and its in-domain
+        glue (the addresses of the targets at or below the cut); below a cut: nothing."""
         labels = text_labels(qname)
         zone = None if labels is None else self.zone_for(labels)
         if zone is None or labels is None:
@@ -646,6 +752,14 @@ class Lookup:
         if len(labels) > len(zone.labels) and not self.store.exists(self._path(labels)):
             return [], []  # a name without keys: only a wildcard would answer it, and that is its own name
         ctx = _Ctx(now)
+        cut = self._cut(ctx, zone, labels)
+        if cut is not None:
+            if cut.depth < len(labels):
+                return [], []  # below a zone cut: the child's (the glue comes with the cut)
+            res = Result(NOERROR)
+            self._referral(ctx, qname, cut, res)
+            low = lower(qname)
+            return res.authority, [rr for rr in res.additional if lower(rr[0])[len(rr[0]) - len(low):] == low]
         node = self._node(ctx, zone, labels, T_A)
         if node is None:
             return [], []

@@ -5,7 +5,11 @@ zone - the name each etcd key spells, and its parent (which answers the key as a
 - the records :class:`resolver.lookup.Lookup` answers at that very name for A, AAAA, TXT, SRV, MX and PTR, or its
 CNAME alone when the name is an alias; at the apex its A, AAAA, TXT, SRV, MX and NS, and the NS hosts' addresses
 (glue) where those hosts are inside the zone. The SOA is not part of the set: a transfer puts it first and
-last with the serial of the moment. Records another name only brings along (the CNAME chase, an SRV target's
+last with the serial of the moment. At a zone cut C (a name strictly below the apex with ``ns.dns.C`` keys, a
+delegation: :mod:`resolver.lookup`) the zone holds C's NS RRset and its in-domain glue (the addresses of the NS
+targets at or below C) and nothing else at or below C: not C's other records, not the child's names, not the
+``<leaf>.ns.dns.C`` key names; sibling glue (a target below another cut) comes only with that cut, when it is
+one of its targets. Records another name only brings along (the CNAME chase, an SRV target's
 address) are the other name's own. Names inside a more specific served zone belong to that zone. A key whose
 path spells no valid lower-case DNS name (the resolver never finds such a key either) adds nothing. Each RRset
 has one TTL (the smallest, as the resolver answers it). A leased key's TTL in the zone is fixed: its
@@ -22,10 +26,11 @@ the end, and a rebuild's net change becomes one delta (so an IXFR can still brid
 (each changes at most the names of the key, its parent and its grandparent - the parent's direct children stop
 or start being leaves - plus the apex, recomputed every time as it reads ``dns/apex``, ``dns/ns`` and the glue;
 with ``--subtree-answers``, where a name answers its whole subtree, every ancestor of the key, and every name with
-a query-wildcard label ``*``/``any``, which reads across the zone), or ``None`` after a reload (every name
-recomputed). The zone's net change is accumulated
-(:class:`resolver.journal.Pending`) until the zone's serial moves, then written to the journal as one delta
-from the old serial to the new one, so :meth:`ZoneContent.serial` and the records always belong together.
+a query-wildcard label ``*``/``any``, which reads across the zone; a key under ``C/dns/ns/`` also C and every
+name below C, as the cut appears or ends; a key below a cut also the cut, whose glue it may be), or ``None``
+after a reload (every name recomputed). The zone's net change is accumulated (:class:`resolver.journal.Pending`)
+until the zone's serial moves, then written to the journal as one delta from the old serial to the new one, so
+:meth:`ZoneContent.serial` and the records always belong together.
 
 **The serial** is the store's (:meth:`resolver.store.Store.last_change`, the etcd revision of the zone's latest
 change, 32 bits) - the same number the resolver's SOA answers carry, identical on every replica for the same
@@ -82,6 +87,11 @@ def rrsets_wire(records: Iterable[RR]) -> frozenset[bytes]:
 def name_labels(key: str, prefix: str) -> list[str]:
     """The labels (leftmost first) an etcd key spells under ``prefix``."""
     return key[len(prefix) + 1:].split("/")[::-1]
+
+
+def _ns_key(labels: Sequence[str], depth: int) -> bool:
+    """The name of a key ``C/dns/ns/<leaf>`` with C strictly below an apex of ``depth`` labels: C's NS record."""
+    return len(labels) > depth + 3 and labels[1] == "ns" and labels[2] == "dns"
 
 
 def valid_name(labels: Sequence[str]) -> bool:
@@ -208,6 +218,8 @@ class ZoneContent:
             labels = name_labels(entry.key, self._prefix)
             for cut in range(min(levels, len(labels) - depth + 1)):
                 names.add(".".join(labels[cut:]))
+            if _ns_key(labels, depth):
+                names.add(".".join(labels[3:]))  # a zone cut: its NS set and glue are its own records
         if self.lookup.mode is Mode.SUBTREE:
             self._wild = {n for n in names if _QUERY_WILDCARDS & set(n.split("."))}
         return names
@@ -224,9 +236,29 @@ class ZoneContent:
                 for cut in range(len(labels) - depth + 1 if subtree else 3):
                     if len(labels) - cut >= depth:
                         names.add(".".join(labels[cut:]))
+                names |= self._cuts_affected(labels)
         if subtree:  # names with query wildcards read across the zone: every change may change them
             self._wild.update(n for n in names if _QUERY_WILDCARDS & set(n.split(".")))
             names |= self._wild
+        return names
+
+    def _cuts_affected(self, labels: list[str]) -> set[str]:
+        """The names a key (its name's ``labels``) changes through zone cuts: a key under ``C/dns/ns/`` makes,
+        moves or ends the cut at C (C and every name below it); any key below a cut can be the cut's glue."""
+        store = self.lookup.store
+        depth = len(self.zone.labels)
+        names: set[str] = set()
+        if _ns_key(labels, depth):
+            cut = labels[3:]
+            names.add(".".join(cut))
+            for entry in store.subtree(self._prefix + "".join("/" + label for label in reversed(cut))):
+                below = name_labels(entry.key, self._prefix)
+                names.update(".".join(below[i:]) for i in range(len(below) - len(cut)))
+        path = self.zone.path
+        for i in range(len(labels) - depth - 1, 0, -1):  # the ancestors strictly between the apex and the name
+            path += "/" + labels[i]
+            if store.exists(path + "/dns/ns"):
+                names.add(".".join(labels[i:]))
         return names
 
     def _set(self, records: ZoneRecords, name: str) -> None:

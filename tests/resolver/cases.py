@@ -10,7 +10,8 @@ UDP/TCP.
 
 Comments name the CoreDNS fixture case a row mirrors (``plugin/etcd/*_test.go``) where there is one, and say
 where and why we answer differently (CoreDNS's answer would not be valid DNS). The zone ``example.`` holds the
-RFC 4592 §2.2.1 example zone (its delegation ``subdel`` left out: we serve no zone cuts).
+RFC 4592 §2.2.1 example zone, its delegation ``subdel`` included. The zone ``deleg.test.`` holds zone cuts
+(RFC 1034 §4.3.2, RFC 9471): ``Case.aa`` False marks a referral (AA clear).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-ZONES = ["skydns.test.", "other.test.", "0.10.in-addr.arpa.", "example."]
+ZONES = ["skydns.test.", "other.test.", "0.10.in-addr.arpa.", "example.", "deleg.test."]
 PREFIX = "/skydns"
 
 
@@ -165,6 +166,36 @@ FIXTURE: list[tuple[str, str]] = [
     ("/skydns/example/host1/5e6f7a8b", _v(host="192.0.2.1", targetstrip=1)),
     ("/skydns/example/host1/_tcp/_ssh/x", _v(host="host1.example", port=22)),
     ("/skydns/example/host2/_tcp/_ssh/x", _v(host="host2.example", port=22)),
+    ("/skydns/example/subdel/dns/ns/1a2b3c4d", _v(host="ns.example.com")),
+    ("/skydns/example/subdel/dns/ns/5e6f7a8b", _v(host="ns.example.net")),
+    # deleg.test.: its own NS set and a wildcard at the apex, ...
+    ("/skydns/test/deleg/dns/ns/ns1", _v(host="10.0.31.53")),
+    ("/skydns/test/deleg/*", _v(host="10.0.31.99")),
+    ("/skydns/test/deleg/a/0a0a0a0a", _v(host="10.0.31.1", targetstrip=1)),
+    # ... lab.deleg.test. delegated as dnssync writes a DNSEndpoint NS record (syncer.keys): two servers inside
+    # the child, ns1 with glue (A and AAAA), ns2 without, and one outside every zone of ours ...
+    ("/skydns/test/deleg/lab/dns/ns/1a2b3c4d", _v(host="ns1.lab.deleg.test", ttl=3600, owner="default",
+                                                   resource="crd/default/lab")),
+    ("/skydns/test/deleg/lab/dns/ns/5e6f7a8b", _v(host="ns2.lab.deleg.test", ttl=3600)),
+    ("/skydns/test/deleg/lab/dns/ns/9c0d1e2f", _v(host="ns.example.net", ttl=3600)),
+    ("/skydns/test/deleg/lab/ns1/aaaa1111", _v(host="10.0.32.1", targetstrip=1)),
+    ("/skydns/test/deleg/lab/ns1/aaaa2222", _v(host="2001:db8::32", targetstrip=1)),
+    # ... and the parent's data at and below the cut, which is never answered: an A at the cut itself, a name
+    # and a wildcard below it
+    ("/skydns/test/deleg/lab/bbbb1111", _v(host="10.0.32.9", targetstrip=1)),
+    ("/skydns/test/deleg/lab/www/cccc1111", _v(host="10.0.32.2", targetstrip=1)),
+    ("/skydns/test/deleg/lab/*", _v(host="10.0.32.3")),
+    # a cut whose servers are lab's ns1 (sibling glue) and an ordinary name of the zone
+    ("/skydns/test/deleg/lab2/dns/ns/1a2b3c4d", _v(host="ns1.lab.deleg.test")),
+    ("/skydns/test/deleg/lab2/dns/ns/5e6f7a8b", _v(host="a.deleg.test")),
+    # a cut whose only server has no address anywhere, one whose server is an IP host (it names its key, with
+    # glue), and dns/ns keys that do not decode (no cut)
+    ("/skydns/test/deleg/noglue/dns/ns/1a2b3c4d", _v(host="ns.noglue.deleg.test")),
+    ("/skydns/test/deleg/iplab/dns/ns/ns1", _v(host="10.0.33.1")),
+    ("/skydns/test/deleg/badcut/dns/ns/x", "not json"),
+    # names above the cut that point into it: a CNAME, an SRV target
+    ("/skydns/test/deleg/labalias/dddd1111", _v(host="www.lab.deleg.test", targetstrip=1)),
+    ("/skydns/test/deleg/_tcp/_x/a", _v(host="www.lab.deleg.test", port=80)),
 ]
 
 SOA_SKYDNS = "skydns.test. 30 IN SOA ns.dns.skydns.test. hostmaster.skydns.test. 0 7200 1800 86400 30"
@@ -172,6 +203,10 @@ SOA_OTHER = "other.test. 30 IN SOA ns.dns.other.test. hostmaster.other.test. 0 7
 SOA_REVERSE = ("0.10.in-addr.arpa. 30 IN SOA ns.dns.0.10.in-addr.arpa. hostmaster.0.10.in-addr.arpa. 0 7200 1800 "
                "86400 30")
 SOA_EXAMPLE = "example. 30 IN SOA ns.dns.example. hostmaster.example. 0 7200 1800 86400 30"
+SOA_DELEG = "deleg.test. 30 IN SOA ns.dns.deleg.test. hostmaster.deleg.test. 0 7200 1800 86400 30"
+LAB_NS = ["lab.deleg.test. 3600 IN NS ns1.lab.deleg.test.", "lab.deleg.test. 3600 IN NS ns2.lab.deleg.test.",
+          "lab.deleg.test. 3600 IN NS ns.example.net."]
+LAB_GLUE = ["ns1.lab.deleg.test. 300 IN A 10.0.32.1", "ns1.lab.deleg.test. 300 IN AAAA 2001:db8::32"]
 MODES = ("default", "own", "subtree")
 
 
@@ -185,6 +220,7 @@ class Case:
     extra: list[str] = field(default_factory=list)
     tcp_only: bool = False  # the answer is over 512 bytes: check it over TCP (or with EDNS)
     mode: str = "default"  # the answer mode the case is asked in (MODES)
+    aa: bool = True  # AA set (NOERROR and NXDOMAIN); False: a referral
 
     @property
     def id(self) -> str:
@@ -478,6 +514,47 @@ CASES: list[Case] = [
     Case("host1.example.", "A", answer=["host1.example. 300 IN A 192.0.2.1"]),
     Case("_ssh._tcp.host2.example.", "SRV", answer=["_ssh._tcp.host2.example. 300 IN SRV 10 100 22 host2.example."]),
     _nodata("host2.example.", "A", SOA_EXAMPLE),  # an empty non-terminal
+    # ... and §2.2.1's host.subdel.example: subdel exists and is a zone cut, so a referral, never the wildcard
+    Case("host.subdel.example.", "A", aa=False,
+         ns=["subdel.example. 300 IN NS ns.example.com.", "subdel.example. 300 IN NS ns.example.net."]),
+    Case("subdel.example.", "TXT", aa=False,
+         ns=["subdel.example. 300 IN NS ns.example.com.", "subdel.example. 300 IN NS ns.example.net."]),
+    # zone cuts (RFC 1034 §4.3.2, RFC 9471): a referral for the cut and every name below it, of any type - AA
+    # clear, no answer, the NS RRset in authority, glue for the servers inside the child (ns2 has none, the
+    # server outside our zones gets none) ...
+    Case("lab.deleg.test.", "NS", aa=False, ns=LAB_NS, extra=LAB_GLUE),
+    Case("lab.deleg.test.", "A", aa=False, ns=LAB_NS, extra=LAB_GLUE),  # the parent's A at the cut: not served
+    Case("lab.deleg.test.", "SOA", aa=False, ns=LAB_NS, extra=LAB_GLUE),
+    Case("lab.deleg.test.", "ANY", aa=False, ns=LAB_NS, extra=LAB_GLUE),
+    Case("www.lab.deleg.test.", "A", aa=False, ns=LAB_NS, extra=LAB_GLUE),
+    Case("deep.x.lab.deleg.test.", "A", aa=False, ns=LAB_NS, extra=LAB_GLUE),  # not NXDOMAIN: the child's name
+    Case("ns1.lab.deleg.test.", "A", aa=False, ns=LAB_NS, extra=LAB_GLUE),  # glue is not authoritative data
+    Case("1a2b3c4d.ns.dns.lab.deleg.test.", "A", aa=False, ns=LAB_NS, extra=LAB_GLUE),  # nor are the NS keys
+    Case("www.lab.deleg.test.", "A", aa=False, ns=LAB_NS, extra=LAB_GLUE, mode="own"),
+    Case("www.lab.deleg.test.", "A", aa=False, ns=LAB_NS, extra=LAB_GLUE, mode="subtree"),
+    # ... except DS at the cut, which is the parent's (we hold none: NODATA); DS below it is the child's
+    _nodata("lab.deleg.test.", "DS", SOA_DELEG),
+    Case("www.lab.deleg.test.", "DS", aa=False, ns=LAB_NS, extra=LAB_GLUE),
+    # a wildcard above the cut synthesises names beside it, never the cut or a name below it; one below it is
+    # the child's
+    Case("nothere.deleg.test.", "A", answer=["nothere.deleg.test. 300 IN A 10.0.31.99"]),
+    Case("nothere.lab.deleg.test.", "A", aa=False, ns=LAB_NS, extra=LAB_GLUE),
+    # a CNAME into the cut: our CNAME (AA set), then the referral's authority and additional (RFC 1034 §4.3.2)
+    Case("labalias.deleg.test.", "A", answer=["labalias.deleg.test. 300 IN CNAME www.lab.deleg.test."],
+         ns=LAB_NS, extra=LAB_GLUE),
+    # an SRV target below a cut: no address from the parent's data
+    Case("_x._tcp.deleg.test.", "SRV", answer=["_x._tcp.deleg.test. 300 IN SRV 10 100 80 www.lab.deleg.test."]),
+    # sibling glue (RFC 9471) and an in-zone server's own address; a server without any address; an IP host
+    Case("lab2.deleg.test.", "NS", aa=False,
+         ns=["lab2.deleg.test. 300 IN NS ns1.lab.deleg.test.", "lab2.deleg.test. 300 IN NS a.deleg.test."],
+         extra=[*LAB_GLUE, "a.deleg.test. 300 IN A 10.0.31.1"]),
+    Case("noglue.deleg.test.", "A", aa=False, ns=["noglue.deleg.test. 300 IN NS ns.noglue.deleg.test."]),
+    Case("iplab.deleg.test.", "NS", aa=False, ns=["iplab.deleg.test. 300 IN NS ns1.ns.dns.iplab.deleg.test."],
+         extra=["ns1.ns.dns.iplab.deleg.test. 300 IN A 10.0.33.1"]),
+    _nodata("badcut.deleg.test.", "NS", SOA_DELEG),  # NS keys that do not decode cut nothing
+    # the apex's NS set is an answer, as before
+    Case("deleg.test.", "NS", answer=["deleg.test. 300 IN NS ns1.ns.dns.deleg.test."],
+         extra=["ns1.ns.dns.deleg.test. 300 IN A 10.0.31.53"]),
 ]
 
 
@@ -530,7 +607,8 @@ def check(case: Case, response: dns.message.Message, *, serial: int | None = Non
     got_rcode = dns.rcode.to_text(response.rcode())
     assert got_rcode == case.rcode, f"{case.id}: rcode {got_rcode}, expected {case.rcode}\n{response}"
     if case.rcode in ("NOERROR", "NXDOMAIN"):
-        assert response.flags & dns.flags.AA, f"{case.id}: AA not set"
+        aa = bool(response.flags & dns.flags.AA)
+        assert aa == case.aa, f"{case.id}: AA {'set' if aa else 'clear'}, expected {'set' if case.aa else 'clear'}"
     assert not response.flags & dns.flags.RA, f"{case.id}: RA set"
     assert not response.flags & dns.flags.TC, f"{case.id}: TC set"
     for title, expected, got in (("answer", case.answer, response.answer),
