@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devtools.localetcd import LocalEtcd, free_port
-from resolver.server import free_dns_port
+from devtools.localetcd import LocalEtcd
 from skydns.etcd import EtcdClient, read_prefix
 from skydns.record import decode, host_kind
 from syncer import metrics
@@ -27,8 +25,9 @@ from syncer.etcd.writer import Writer
 from syncer.keys import record_key
 from syncer.model import Endpoint
 from syncer.plan import calculate
-from tests.processes import Process, ask, http_status, wait_until
+from tests.processes import ask, wait_until
 from tests.syncer.helpers import OWNER, PREFIX, run_dnssync
+from tests.syncer.running import eventually, truthy
 
 pytestmark = pytest.mark.timeout(60)
 EXT = "ext-1"
@@ -133,7 +132,7 @@ class Watcher:
         of :attr:`revisions`) must come through."""
         await self.client.put(SENTINEL.encode(), b"{}")
         _, [kv] = await read_prefix(self.client, SENTINEL.encode())
-        await eventually(lambda: _true(kv.mod_revision in self.revisions), "the watch to catch up")
+        await eventually(lambda: truthy(kv.mod_revision in self.revisions), "the watch to catch up")
         del self.revisions[kv.mod_revision]
         await self.client.delete(SENTINEL.encode())
 
@@ -165,34 +164,6 @@ def answers_a(state: dict[str, bytes], name: str) -> bool:
         if key.startswith(path) and "/" not in key[len(path):] and host_kind(decode(value, key)).value == "A":
             return True
     return False
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}: last {last!r}")
-
-
-async def _true(value: bool) -> bool:
-    return value
-
-
-@pytest.fixture
-def resolver(etcd_server: LocalEtcd, tmp_path: Path) -> Iterator[int]:
-    dns_port, http_port = free_dns_port(), free_port()
-    proc = Process(["--zone", "example.org.", "--etcd-endpoints", etcd_server.endpoint, "--listen",
-                    f"127.0.0.1:{dns_port}", "--http-listen", f"127.0.0.1:{http_port}", "--log-level", "warning"],
-                   tmp_path / "resolver.log")
-    try:
-        wait_until(lambda: http_status(http_port, "/readyz")[0] == 200, 20, "the resolver to be ready")
-        yield dns_port
-    finally:
-        proc.stop()
 
 
 def wait_answer(port: int, name: str, rtype: str, expected: tuple[str, set[tuple[str, str, str]]]) -> None:
@@ -300,7 +271,7 @@ async def test_continuous_adopts_at_start_and_when_the_ownership_record_appears(
     late_txt = "/skydns/org/example/a-late-reg/4e4e4e4e"
     ours_late = record_key(PREFIX, "late.example.org", "A", "203.0.113.30")
     async with Watcher(etcd, seeded + 1) as watcher, running(folder, etcd_server.endpoint) as (ctl, _):
-        await eventually(lambda: _true(ctl.idle()), "the first sync to settle")
+        await eventually(lambda: truthy(ctl.idle()), "the first sync to settle")
         held = await contents(etcd)
         assert OURS_WEB in held and "/skydns/org/example/a-web-reg/0c9d8e7f" not in held
         assert "/skydns/org/example/late/3d3d3d3d" in held and ours_late not in held  # no TXT yet: not ours
@@ -314,7 +285,7 @@ async def test_continuous_adopts_at_start_and_when_the_ownership_record_appears(
 
         await eventually(late_adopted, "late.example.org to be adopted")
         # counted once the writer has the commit's answer, which can be after a watcher sees the keys
-        await eventually(lambda: _true(metrics.ADOPTIONS._value.get() == adopted + 2), "both adoptions counted")
+        await eventually(lambda: truthy(metrics.ADOPTIONS._value.get() == adopted + 2), "both adoptions counted")
         await watcher.catch_up()
     touched = watcher.replay(dict(externaldns), ["web.example.org", "late.example.org"])
     for revision in touched:  # each adoption: ours put and theirs deleted in the one revision
@@ -331,7 +302,7 @@ async def test_continuous_dry_run_prints_the_adoption(etcd: EtcdClient, etcd_ser
                    "/skydns/org/example/a-web-reg/0c9d8e7f": ownership(EXT, "service/demo/web")}
     await seed(etcd, externaldns)
     async with running(folder, etcd_server.endpoint, "--dry-run") as (_, out):
-        await eventually(lambda: _true("1 to adopt" in out.getvalue()), "the plan")
+        await eventually(lambda: truthy("1 to adopt" in out.getvalue()), "the plan")
     assert ("* web.example.org A 203.0.113.10 (was 203.0.113.9) ttl=- service/demo/web adopted from ExternalDNS "
             "owner ext-1, deleting its ownership TXT a-web-reg.example.org") in out.getvalue().splitlines()
     assert await contents(etcd) == externaldns

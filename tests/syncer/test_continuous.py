@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from tests.conftest import etcd_settings
 from tests.fakekube import FakeKubeServer
 from tests.processes import http_status
 from tests.syncer.helpers import ROOT
+from tests.syncer.running import eventually, running
 from tests.syncer.source_objects import hostname, node, pod, service, slice_
 
 OWNER = "cluster-a"
@@ -48,36 +48,6 @@ def config_for(kube: FakeKubeServer, endpoint: str, tmp_path: Path, *extra: str)
     return parse_config(["--owner-id", OWNER, "--policy", "sync", "--kubeconfig", str(kubeconfig),
                          "--etcd-endpoints", endpoint, "--http-listen", "127.0.0.1:0", "--resync-interval", "0",
                          *extra], env={})
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 10.0) -> Any:
-    """Poll ``check`` (every 10 ms, until ``timeout``) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}: last {last!r}")
-
-
-@contextlib.asynccontextmanager
-async def running(config: SyncConfig) -> AsyncIterator[Controller]:
-    ctl = Controller(config, out=io.StringIO())
-    task = asyncio.create_task(ctl.run())
-
-    async def ready() -> bool:
-        if task.done():
-            raise AssertionError(f"the controller stopped: {task.result()}")
-        return ctl.ready()
-
-    await eventually(ready, "the first full sync")
-    try:
-        yield ctl
-    finally:
-        ctl.stop()
-        assert await asyncio.wait_for(task, 15) == 0
 
 
 async def dump(client: EtcdClient) -> dict[str, Obj]:
@@ -227,12 +197,12 @@ async def test_etcd_down_during_events_loses_nothing(own_etcd: LocalEtcd, tmp_pa
                     return False
 
                 await eventually(caught_up, "the changes made while etcd was down", timeout=30)
-                await eventually(lambda: _true(ctl.health()[0]), "healthy again", timeout=30)
+                await eventually(lambda: truthy(ctl.health()[0]), "healthy again", timeout=30)
     finally:
         await client.close()
 
 
-async def _true(value: bool) -> bool:
+async def truthy(value: bool) -> bool:
     return value
 
 
@@ -245,7 +215,7 @@ async def test_dry_run_prints_each_plan_and_writes_nothing(
             assert "+ web.example.org A 10.0.0.1" in ctl.out.getvalue()
             start = await revision(etcd)
             kube.apply(lb_service("api", "10.0.0.2"))
-            await eventually(lambda: _true("+ api.example.org A 10.0.0.2" in ctl.out.getvalue()), "the printed plan")
+            await eventually(lambda: truthy("+ api.example.org A 10.0.0.2" in ctl.out.getvalue()), "the printed plan")
             assert await revision(etcd) == start and await dump(etcd) == {}
 
 
@@ -260,9 +230,9 @@ async def test_a_relist_after_410_and_a_resync_write_nothing(
             lists = kube.count_requests("list", "Service")
             kube.compact()
             kube.expire_watches("Service")
-            await eventually(lambda: _true(kube.count_requests("list", "Service") == lists + 1), "one relist")
+            await eventually(lambda: truthy(kube.count_requests("list", "Service") == lists + 1), "one relist")
             synced = metrics.LAST_FULL_SYNC._value.get()  # type: ignore[attr-defined]
-            await eventually(lambda: _true(metrics.LAST_FULL_SYNC._value.get() > synced),  # type: ignore[attr-defined]
+            await eventually(lambda: truthy(metrics.LAST_FULL_SYNC._value.get() > synced),  # type: ignore[attr-defined]
                              "a full resync")
             assert kube.count_requests("list", "Service") == lists + 1  # exactly one, never a loop
             assert await revision(etcd) == start
@@ -276,7 +246,7 @@ async def test_an_api_outage_keeps_the_records_and_changes_flow_again_after_it(
             before = await dump(etcd)
             kube.fail_requests(503, count=None)
             kube.drop_watches()
-            await eventually(lambda: _true(sum(r.status == 503 for r in kube.request_log()) >= 10),
+            await eventually(lambda: truthy(sum(r.status == 503 for r in kube.request_log()) >= 10),
                              "the syncer retrying")
             assert await dump(etcd) == before  # nothing deleted because the API failed
             kube.clear_failures()
@@ -412,7 +382,7 @@ async def settle(kube: FakeKubeServer, ctl: Controller, etcd: EtcdClient) -> Non
 
     await eventually(reflectors_current, "every reflector at the API server's newest resourceVersion", timeout=60)
     etcd_revision = await revision(etcd)
-    await eventually(lambda: _true(ctl.mirror.revision >= etcd_revision and ctl.idle()), "the syncer to settle",
+    await eventually(lambda: truthy(ctl.mirror.revision >= etcd_revision and ctl.idle()), "the syncer to settle",
                      timeout=60)
 
 

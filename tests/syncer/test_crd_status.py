@@ -5,12 +5,8 @@ once per generation, never in a dry run."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import io
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +15,15 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from devtools.localetcd import LocalEtcd, free_port
-from resolver.server import free_dns_port
+from devtools.localetcd import LocalEtcd
 from skydns.etcd import EtcdClient, read_prefix
 from syncer.cli import parse_config
 from syncer.config import SyncConfig
 from syncer.controller import Controller, run_once
 from syncer.keys import record_key
 from tests.fakekube import FakeKubeServer
-from tests.processes import Process, ask, http_status, wait_until
+from tests.processes import ask, wait_until
+from tests.syncer.running import eventually, running, truthy
 from tests.syncer.source_objects import dns_ep, dnsendpoint
 
 pytestmark = pytest.mark.timeout(90)
@@ -82,39 +78,6 @@ def observed(kube: FakeKubeServer, name: str = "custom") -> Any:
     return (obj.get("status") or {}).get("observedGeneration")
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}: last {last!r}")
-
-
-async def _true(value: bool) -> bool:
-    return value
-
-
-@contextlib.asynccontextmanager
-async def running(config: SyncConfig) -> AsyncIterator[Controller]:
-    ctl = Controller(config, out=io.StringIO())
-    task = asyncio.create_task(ctl.run())
-
-    async def ready() -> bool:
-        if task.done():
-            raise AssertionError(f"the controller stopped: {task.result()}")
-        return ctl.ready()
-
-    await eventually(ready, "the first full sync")
-    try:
-        yield ctl
-    finally:
-        ctl.stop()
-        assert await asyncio.wait_for(task, 15) == 0
-
-
 async def settle(kube: FakeKubeServer, ctl: Controller, etcd: EtcdClient) -> None:
     """Every change the API server holds (our own status writes included) seen, and nothing left to write."""
     newest = kube.resource_version
@@ -125,21 +88,7 @@ async def settle(kube: FakeKubeServer, ctl: Controller, etcd: EtcdClient) -> Non
 
     await eventually(current, "the reflectors at the newest resourceVersion")
     rev = await revision(etcd)
-    await eventually(lambda: _true(ctl.mirror.revision >= rev and ctl.idle()), "the syncer to settle")
-
-
-@pytest.fixture
-def resolver(etcd_server: LocalEtcd, tmp_path: Path) -> Iterator[int]:
-    """A dnssync-resolver for example.org on free ports; yields its DNS port once /readyz says so."""
-    dns_port, http_port = free_dns_port(), free_port()
-    proc = Process(["--zone", "example.org.", "--etcd-endpoints", etcd_server.endpoint, "--listen",
-                    f"127.0.0.1:{dns_port}", "--http-listen", f"127.0.0.1:{http_port}", "--log-level", "warning"],
-                   tmp_path / "resolver.log")
-    try:
-        wait_until(lambda: http_status(http_port, "/readyz")[0] == 200, 20, "the resolver to be ready")
-        yield dns_port
-    finally:
-        proc.stop()
+    await eventually(lambda: truthy(ctl.mirror.revision >= rev and ctl.idle()), "the syncer to settle")
 
 
 def txt_answer(port: int, name: str) -> set[bytes]:
@@ -225,7 +174,7 @@ async def test_continuous_follows_dnsendpoints_and_writes_each_generation_once(
         async with running(config_for(kube, etcd_server.endpoint, tmp_path)) as ctl:
             first = ours("foo.example.org", "A", "192.0.2.7", host="192.0.2.7", targetstrip=1)
             assert await values(etcd) == dict([first])
-            await eventually(lambda: _true(observed(kube) == 1), "observedGeneration 1")
+            await eventually(lambda: truthy(observed(kube) == 1), "observedGeneration 1")
 
             stored = kube.get("DNSEndpoint", "custom")
             assert stored is not None
@@ -233,7 +182,7 @@ async def test_continuous_follows_dnsendpoints_and_writes_each_generation_once(
                                            dns_ep("www.example.org", "CNAME", "foo.example.org"),
                                            dns_ep("www.example.org", "A", "bad")]
             kube.apply(stored)
-            await eventually(lambda: _true(observed(kube) == 2), "observedGeneration 2")
+            await eventually(lambda: truthy(observed(kube) == 2), "observedGeneration 2")
             await settle(kube, ctl, etcd)
             assert await values(etcd) == dict([
                 ours("foo.example.org", "A", "192.0.2.9", host="192.0.2.9", targetstrip=1),
@@ -263,7 +212,7 @@ async def test_a_failed_status_write_never_holds_back_records_and_is_tried_again
         async with running(config_for(kube, etcd_server.endpoint, tmp_path)):
             assert await values(etcd) == dict([ours("foo.example.org", "A", "192.0.2.7", host="192.0.2.7",
                                                     targetstrip=1)])
-            await eventually(lambda: _true(observed(kube) == 1), "observedGeneration 1 after the retry")
+            await eventually(lambda: truthy(observed(kube) == 1), "observedGeneration 1 after the retry")
             assert rule.hits == 1 and status_puts(kube) == 2
 
 

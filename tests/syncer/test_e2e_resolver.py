@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from devtools.localetcd import LocalEtcd, free_port
-from resolver.server import free_dns_port
-from tests.processes import Process, ask, http_status, wait_until
+from devtools.localetcd import LocalEtcd
+from tests.processes import ask
 from tests.syncer.helpers import EXAMPLES, OWNER, ROOT, run_dnssync
+from tests.syncer.running import wait_answer
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def resolver(etcd_server: LocalEtcd, tmp_path: Path) -> Iterator[int]:
-    """A dnssync-resolver for example.org on free ports; yields its DNS port once /readyz says so."""
-    dns_port, http_port = free_dns_port(), free_port()
-    proc = Process(["--zone", "example.org.", "--etcd-endpoints", etcd_server.endpoint, "--listen",
-                    f"127.0.0.1:{dns_port}", "--http-listen", f"127.0.0.1:{http_port}", "--log-level", "warning"],
-                   tmp_path / "resolver.log")
-    try:
-        wait_until(lambda: http_status(http_port, "/readyz")[0] == 200, 20, "the resolver to be ready")
-        yield dns_port
-    finally:
-        proc.stop()
-
-
-def wait_answer(port: int, name: str, rtype: str, expected: set[tuple[str, str, str]]) -> None:
-    """Bounded poll: the resolver follows etcd through a watch."""
-    wait_until(lambda: ask(port, name, rtype)[1] == expected, 10, f"{name} {rtype} to answer {expected}")
 
 
 async def test_the_resolver_answers_every_record_the_syncer_wrote(etcd: object, etcd_server: LocalEtcd,

@@ -6,21 +6,20 @@ what was written.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from devtools.localetcd import LocalEtcd, free_port
-from resolver.server import free_dns_port
+from devtools.localetcd import LocalEtcd
 from skydns.etcd import EtcdClient
 from tests.fakekube import FakeKubeServer
-from tests.processes import Process, ask, http_status, wait_until
+from tests.processes import ask, wait_until
 from tests.syncer.helpers import run_dnssync
+from tests.syncer.running import eventually, running, wait_answer
 from tests.syncer.source_objects import A, N, gateway, listener, namespace, parent_ref, route
-from tests.syncer.test_continuous import OWNER, answers, config_for, eventually, running
+from tests.syncer.test_continuous import OWNER, answers, config_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -61,24 +60,6 @@ def cluster() -> list[Obj]:
 WANT = {"db.example.org": ["203.0.113.30"], "dns.example.org": ["203.0.113.30"],
         "grpc.example.org": ["edge-lb.example.net"], "secure.example.org": ["203.0.113.30"],
         "web.example.org": ["203.0.113.30"]}
-
-
-@pytest.fixture
-def resolver(etcd_server: LocalEtcd, tmp_path: Path) -> Iterator[int]:
-    """A dnssync-resolver for example.org on free ports; yields its DNS port once /readyz says so."""
-    dns_port, http_port = free_dns_port(), free_port()
-    proc = Process(["--zone", "example.org.", "--etcd-endpoints", etcd_server.endpoint, "--listen",
-                    f"127.0.0.1:{dns_port}", "--http-listen", f"127.0.0.1:{http_port}", "--log-level", "warning"],
-                   tmp_path / "resolver.log")
-    try:
-        wait_until(lambda: http_status(http_port, "/readyz")[0] == 200, 20, "the resolver to be ready")
-        yield dns_port
-    finally:
-        proc.stop()
-
-
-def wait_answer(port: int, name: str, rtype: str, expected: set[tuple[str, str, str]]) -> None:
-    wait_until(lambda: ask(port, name, rtype)[1] == expected, 10, f"{name} {rtype} to answer {expected}")
 
 
 def check_resolver(port: int) -> None:
