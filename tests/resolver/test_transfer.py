@@ -304,10 +304,16 @@ async def test_clients_outside_the_list_or_without_the_key_get_nothing(etcd: Etc
 
 def _raw_tcp(query: bytes, host: str, port: int, source: str) -> list[bytes]:
     """Send one query over TCP from ``source`` and read every message until the server closes or goes quiet."""
+    return _raw_tcp_bytes(len(query).to_bytes(2, "big") + query, host, port, source)
+
+
+def _raw_tcp_bytes(wire: bytes, host: str, port: int, source: str = "127.0.0.1") -> list[bytes]:
+    """Send ``wire`` (length-framed messages, pipelined) over TCP from ``source`` and read every message until the
+    server closes or goes quiet."""
     import socket
     out: list[bytes] = []
     with socket.create_connection((host, port), timeout=3, source_address=(source, 0)) as sock:
-        sock.sendall(len(query).to_bytes(2, "big") + query)
+        sock.sendall(wire)
         buf = b""
         try:
             while True:
@@ -470,28 +476,6 @@ async def test_a_query_pipelined_behind_a_transfer_is_answered_after_it(primary:
     assert set(ids[:first_plain]) == {axfr.id} and ids[first_plain:] == [plain.id], ids
     transfer = [dns.message.from_wire(m, one_rr_per_rrset=True) for m in messages[:first_plain]]
     assert transfer[0].answer[0].rdtype == dns.rdatatype.SOA and transfer[-1].answer[-1].rdtype == dns.rdatatype.SOA
-
-
-def _raw_tcp_bytes(wire: bytes, host: str, port: int) -> list[bytes]:
-    import socket
-    out: list[bytes] = []
-    with socket.create_connection((host, port), timeout=3) as sock:
-        sock.sendall(wire)
-        buf = b""
-        try:
-            while True:
-                chunk = sock.recv(65535)
-                if not chunk:
-                    break
-                buf += chunk
-                while len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
-                    size = int.from_bytes(buf[:2], "big")
-                    out.append(buf[2:2 + size])
-                    buf = buf[2 + size:]
-                sock.settimeout(0.5)
-        except TimeoutError:
-            pass
-    return out
 
 
 @pytest.mark.timeout(60)
