@@ -31,7 +31,10 @@ dict lookups, a clock read and the ID patch.
 Metrics: ``dnssync_resolver_forward_requests_total{upstream}`` (questions sent upstream),
 ``..._forward_failures_total{upstream}``, ``..._forward_tcp_retries_total{upstream}`` (truncated UDP answers),
 ``..._forward_healthcheck_failures_total{upstream}``, ``..._forward_upstream_down{upstream}`` (1 while down),
-``..._forward_cache_hits_total`` / ``..._forward_cache_misses_total`` / ``..._forward_cache_entries``.
+``..._forward_cache_hits_total`` / ``..._forward_cache_misses_total`` / ``..._forward_cache_entries``; and every
+reply the forwarder makes itself (from the cache, from upstream, the SERVFAIL when none answers or too many are
+pending) once in ``dnssync_resolver_responses_total{rcode,source="forward"}`` (:mod:`resolver.metrics`); what it
+passes to the inner responder is counted there.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from resolver import metrics
 from resolver.forward_cache import (
     ADVERTISED_PAYLOAD,
     BIT_AD,
@@ -384,12 +388,13 @@ class Upstreams:
 class ForwardStats:
     """Plain-integer counters (the fast path cannot afford a locked counter), exported at scrape time."""
 
-    __slots__ = ("__weakref__", "cache", "hits", "misses")
+    __slots__ = ("__weakref__", "cache", "hits", "misses", "responses")
 
     def __init__(self, cache: ForwardCache) -> None:
         self.hits = 0
         self.misses = 0
         self.cache = cache
+        self.responses = metrics.ResponseCounts("forward")
         _STATS.add(self)
 
 
@@ -438,6 +443,7 @@ class Forwarder:
         self.cache = cache or ForwardCache()
         self.max_pending = max_pending
         self.stats = ForwardStats(self.cache)
+        self._rcodes = self.stats.responses.rcodes  # the lane counts here directly
         self._clock = clock
         self._pending: dict[bytes, asyncio.Task[Entry]] = {}
         # Exact query bytes after the ID -> (entry, reply after the ID, valid until: expiry or the next TTL
@@ -454,9 +460,10 @@ class Forwarder:
             if len(query) > 12 and query[2] & 0x01 \
                     and not query[12:query.find(b"\0", 12) + 1].lower().endswith(self.zones):
                 seen = (self._lane_tcp if tcp else self._lane_udp).get(query[2:])
-                if seen is not None and seen[0].valid and self._clock() < seen[2] and client is not None \
+                if seen is not None and (entry := seen[0]).valid and self._clock() < seen[2] and client is not None \
                         and self._verdicts.get(client[0]):
                     self.stats.hits += 1
+                    self._rcodes[entry.rcode] += 1
                     return query[:2] + seen[1]
                 forwarded = self._forward(query, tcp, client)
                 if forwarded is not None:
@@ -486,13 +493,16 @@ class Forwarder:
             if len(lane) >= LANE_SIZE and lane_key not in lane:
                 lane.clear()
             lane[lane_key] = (entry, reply[2:], min(entry.expires, entry.fetched + age + 1))
+            self.stats.responses.count(reply)
             return reply
         self.stats.misses += 1
         task = self._pending.get(key)
         if task is None:
             if len(self._pending) >= self.max_pending:
-                return compose(servfail_entry(key[:len(question.qname)], question.type_class, now), 0, query[:4],
+                busy = compose(servfail_entry(key[:len(question.qname)], question.type_class, now), 0, query[:4],
                                question, tcp)
+                self.stats.responses.count(busy)
+                return busy
             task = asyncio.get_running_loop().create_task(self._fetch(key, question))
             self._pending[key] = task
         out: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
@@ -532,7 +542,9 @@ class Forwarder:
             out.set_exception(exc)
             return
         entry = task.result()
-        out.set_result(compose(entry, max(int(self._clock() - entry.fetched), 0), head4, question, tcp))
+        reply = compose(entry, max(int(self._clock() - entry.fetched), 0), head4, question, tcp)
+        self.stats.responses.count(reply)
+        out.set_result(reply)
 
     async def close(self) -> None:
         for task in list(self._pending.values()):

@@ -26,11 +26,20 @@ bytes is closed as surely as an idle one), and connections beyond ``max_connecti
 
 Before the first full load from etcd the server answers SERVFAIL (see :func:`servfail`), never an empty
 "does not exist": a resolver that retries another server is better served by SERVFAIL than by a wrong NXDOMAIN.
+Those SERVFAILs are counted in ``dnssync_resolver_responses_total{source="loading"}``.
+
+Answer durations (``dnssync_resolver_answer_duration_seconds``, :class:`resolver.metrics.ServerStats`):
+one ``perf_counter_ns`` right after a datagram is read (over TCP: after a complete message is taken from the
+buffer), one after its answer was handed to ``sendto``/``write``, and the difference counted into a plain-integer
+bucket - no prometheus_client call per query. An answer that comes later (an ``asyncio.Future``) is measured from
+its query's read to its send, and counted apart (``answered="later"``). Streams (zone transfers), dropped answers
+and queries not answered are not measured.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
 import socket
@@ -40,6 +49,8 @@ from typing import Any, Protocol, TypeAlias
 
 import structlog
 from prometheus_client import Counter, Gauge
+
+from resolver import metrics
 
 log = structlog.get_logger("resolver.server")
 
@@ -58,6 +69,8 @@ UDP_DROPPED = Counter("dnssync_resolver_udp_dropped", "UDP answers dropped becau
 HEADER_LEN = 12
 UDP_BATCH = 64  # datagrams handled per wake-up before giving TCP and etcd a turn
 UDP_READ_SIZE = 65535
+
+LOADING = metrics.ResponseCounts("loading")  # the SERVFAILs of servfail()
 
 
 class Stream:
@@ -96,7 +109,10 @@ class Responder(Protocol):
 
 
 def servfail(query: bytes, *, tcp: bool = False, client: object = None) -> bytes | None:
-    """A SERVFAIL for ``query`` (ID, opcode, RD and the question kept), or ``None`` when it is not a query."""
+    """A SERVFAIL for ``query`` (ID, opcode, RD and the question kept), or ``None`` when it is not a query.
+
+    Each SERVFAIL made is counted as a response with ``source="loading"`` (this is the responder before the load).
+    """
     if len(query) < HEADER_LEN or query[2] & 0x80:  # too short, or a response: never answer those
         return None
     end = HEADER_LEN
@@ -115,6 +131,7 @@ def servfail(query: bytes, *, tcp: bool = False, client: object = None) -> bytes
     elif qdcount != 0:
         return None
     flags = bytes(((query[2] & 0x79) | 0x84, 0x02))  # QR, opcode and RD kept, AA set, RCODE 2
+    LOADING.rcodes[2] += 1
     return query[:2] + flags + qdcount.to_bytes(2, "big") + b"\0\0\0\0\0\0" + query[HEADER_LEN:end]
 
 
@@ -146,7 +163,7 @@ class _Tcp(asyncio.Protocol):
         self._paused = False
         self._peer: object = None
         self._stream: Stream | None = None
-        self._after_stream: list[bytes] = []  # answers that completed while a stream was being written
+        self._after_stream: list[tuple[int, bytes]] = []  # (read at, answer) completed while a stream was written
         self._close_after_stream = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -199,6 +216,7 @@ class _Tcp(asyncio.Protocol):
                 break
             query = bytes(buf[2:2 + size])
             del buf[:2 + size]
+            start = time.perf_counter_ns()
             self._deadline = time.monotonic() + server.idle_timeout
             if server.with_client:
                 reply = server.respond(query, tcp=True, client=self._peer)
@@ -206,11 +224,12 @@ class _Tcp(asyncio.Protocol):
                 reply = server.respond(query, tcp=True)
             if isinstance(reply, bytes):
                 transport.write(len(reply).to_bytes(2, "big") + reply)
+                server.stats.tcp.observe(time.perf_counter_ns() - start)
             elif isinstance(reply, Stream):
                 self._start_stream(reply)
                 return
             elif reply is not None:
-                reply.add_done_callback(self._write_later)
+                reply.add_done_callback(functools.partial(self._write_later, start))
             if transport.is_closing():
                 return
 
@@ -246,8 +265,10 @@ class _Tcp(asyncio.Protocol):
             return
         self._stream = None
         stream.finish(True)
-        for reply in self._after_stream:
+        durations = self._server.stats.tcp_later
+        for start, reply in self._after_stream:
             transport.write(len(reply).to_bytes(2, "big") + reply)
+            durations.observe(time.perf_counter_ns() - start)
         self._after_stream = []
         if self._close_after_stream:
             transport.close()
@@ -257,8 +278,9 @@ class _Tcp(asyncio.Protocol):
         if self._buf:
             asyncio.get_running_loop().call_soon(self.data_received, b"")
 
-    def _write_later(self, future: asyncio.Future[bytes | None]) -> None:
-        """Write an answer that came later (a forwarded query), unless the connection is gone meanwhile."""
+    def _write_later(self, start: int, future: asyncio.Future[bytes | None]) -> None:
+        """Write an answer that came later (a forwarded query), unless the connection is gone meanwhile
+        (``start``: when its query was read, ``perf_counter_ns``)."""
         transport = self._transport
         if transport is None or transport.is_closing() or future.cancelled():
             return
@@ -269,9 +291,10 @@ class _Tcp(asyncio.Protocol):
             return
         if reply is not None:
             if self._stream is not None:
-                self._after_stream.append(reply)
+                self._after_stream.append((start, reply))
                 return
             transport.write(len(reply).to_bytes(2, "big") + reply)
+            self._server.stats.tcp_later.observe(time.perf_counter_ns() - start)
 
     def eof_received(self) -> bool:
         if self._stream is not None:  # the client half-closed after asking: finish the stream, then close
@@ -365,6 +388,7 @@ class DnsServer:
         self.max_message_size = max_message_size
         self.connections: set[_Tcp] = set()
         self.errors = _ErrorLog()
+        self.stats = metrics.ServerStats()  # answer durations (module docstring)
         self._udp_sock: socket.socket | None = None
         self._tcp_sock: socket.socket | None = None
         self._udp_reading = False
@@ -400,25 +424,38 @@ class DnsServer:
             return
         recvfrom, sendto, respond = sock.recvfrom, sock.sendto, self.respond
         with_client = self.with_client
+        clock, bounds, bucket = time.perf_counter_ns, metrics.BOUNDS_NS, bisect.bisect_left
+        first = bounds[0]
+        durations = self.stats.udp
+        counts = durations.counts
+        spent = 0  # ns of this batch's answers, added to durations.sum_ns once
         for _ in range(UDP_BATCH):
             try:
                 data, addr = recvfrom(UDP_READ_SIZE)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError:  # e.g. an ICMP error queued on the socket: nothing to answer
                 continue
+            start = clock()
             try:
                 reply = respond(data, tcp=False, client=addr) if with_client else respond(data, tcp=False)
                 if isinstance(reply, bytes):
                     sendto(reply, addr)
+                    took = clock() - start
+                    if took <= first:  # most answers are in the first bucket: no bisect for them
+                        counts[0] += 1
+                    else:
+                        counts[bucket(bounds, took)] += 1
+                    spent += took
                 elif reply is not None and not isinstance(reply, Stream):  # answered later (module docstring)
-                    reply.add_done_callback(functools.partial(self._udp_send_later, addr))
+                    reply.add_done_callback(functools.partial(self._udp_send_later, addr, start))
             except BlockingIOError:  # the send buffer is full: drop this answer, as a loaded server does
                 UDP_DROPPED.inc()
             except Exception as exc:  # a bad packet must never stop the server
                 self.errors.failed("udp", exc)
+        durations.sum_ns += spent
 
-    def _udp_send_later(self, addr: tuple[Any, ...], future: asyncio.Future[bytes | None]) -> None:
+    def _udp_send_later(self, addr: tuple[Any, ...], start: int, future: asyncio.Future[bytes | None]) -> None:
         sock = self._udp_sock
         if sock is None or future.cancelled():
             return
@@ -426,6 +463,7 @@ class DnsServer:
             reply = future.result()
             if reply is not None:
                 sock.sendto(reply, addr)
+                self.stats.udp_later.observe(time.perf_counter_ns() - start)
         except BlockingIOError:
             UDP_DROPPED.inc()
         except Exception as exc:

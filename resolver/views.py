@@ -25,6 +25,9 @@ Rules:
   The apex's SOA, NS, MX and TXT thus keep coming from the main records unless the view sets them itself.
 * A CNAME is chased within the records that answered it (the view's or the main ones); the SOA in a view's
   negative answer carries the view's serial.
+* **Counted once**: ``dnssync_resolver_responses_total`` counts the answer that is sent. The view's answerer
+  counts every answer it makes, so on a fallback the view's answer is uncounted again (in the same call, before
+  any scrape can see it) and the main records' answer is counted by whatever makes it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from resolver.metrics import ResponseCounts
 from skydns.names import name_labels
 from skydns.views import check_view_name
 
@@ -187,15 +191,22 @@ class ViewStats:
 
 @dataclass(eq=False)
 class View:
-    """A running view: its spec, the responder over its records and, for metrics and health, its mirror."""
+    """A running view: its spec, the responder over its records and, for metrics and health, its mirror.
+
+    ``responses`` are the response counts of ``respond`` (found on a bound method's object as ``stats``, as on
+    :class:`resolver.answers.Answerer`, when not given), uncounted on a fallback (module docstring)."""
 
     spec: ViewSpec
     respond: Respond
     store: Any = None
     mirror: Any = None
     stats: ViewStats = field(default_factory=ViewStats)
+    responses: ResponseCounts | None = None
 
     def __post_init__(self) -> None:
+        if self.responses is None:
+            found = getattr(getattr(self.respond, "__self__", None), "stats", None)
+            self.responses = found if isinstance(found, ResponseCounts) else None
         _VIEWS.add(self)
 
 
@@ -231,6 +242,8 @@ class ViewDispatcher:
             view.stats.view_answers += 1
             return reply
         view.stats.fallbacks += 1
+        if view.responses is not None and reply is not None and len(reply) >= HEADER_LEN:  # not sent: uncounted
+            view.responses.rcodes[reply[3] & 0x0F] -= 1
         return self._main(query, tcp, client)
 
 

@@ -294,7 +294,7 @@ def test_the_dashboard_is_a_current_grafana_dashboard_on_a_datasource_variable()
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24, panel["title"]
     titles = " ".join(p["title"] for p in dashboard_panels()).lower()
-    for subject in ("rcode", "records", "event to commit", "leader", "etcd", "relist"):
+    for subject in ("rcode", "answer latency", "hit ratio", "records", "event to commit", "leader", "etcd", "relist"):
         assert subject in titles
 
 

@@ -527,11 +527,11 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float:
 
 
 def test_metrics_count_responses_hits_and_misses(answerer: Answerer) -> None:
-    before = (sample("dnssync_resolver_responses_total", {"rcode": "NXDOMAIN"}),
+    before = (sample("dnssync_resolver_responses_total", {"rcode": "NXDOMAIN", "source": "records"}),
               sample("dnssync_resolver_answer_cache_hits_total"), sample("dnssync_resolver_answer_cache_misses_total"))
     ask(answerer, "metrics-nx.skydns.test.")
     ask(answerer, "metrics-nx.skydns.test.")
-    after = (sample("dnssync_resolver_responses_total", {"rcode": "NXDOMAIN"}),
+    after = (sample("dnssync_resolver_responses_total", {"rcode": "NXDOMAIN", "source": "records"}),
              sample("dnssync_resolver_answer_cache_hits_total"), sample("dnssync_resolver_answer_cache_misses_total"))
     assert after[0] == before[0] + 2
     assert after[1] >= before[1] + 1 and after[2] >= before[2] + 1

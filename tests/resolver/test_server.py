@@ -13,9 +13,10 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import dns.asyncquery
 import dns.flags
 import dns.message
 import dns.rcode
@@ -24,12 +25,14 @@ import pytest
 import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from resolver.answers import Answerer
 from resolver.server import DnsServer, servfail
 from resolver.store import Store
 from skydns.changes import KeyChange
 from skydns.settings import parse_hostport
+from tests.resolver.test_forward import FakeUpstream, ask, serving
 
 ZONE = "skydns.test."
 
@@ -310,3 +313,102 @@ def test_ipv6_listen_serves_udp_and_tcp() -> None:
         return data
 
     assert dns.message.from_wire(asyncio.run(serve_once())).rcode() == dns.rcode.SERVFAIL
+
+
+# -- metrics: answer durations and responses counted once ---------------------------------------------------------
+
+
+def exported(name: str, labels: dict[str, str]) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def answers_timed(transport: str, answered: str = "at_once") -> tuple[float, float, float]:
+    """(answers, answers in the +Inf bucket, seconds in total) of ``transport`` as /metrics exports them."""
+    name = "dnssync_resolver_answer_duration_seconds"
+    labels = {"transport": transport, "answered": answered}
+    return (exported(f"{name}_count", labels), exported(f"{name}_bucket", {**labels, "le": "+Inf"}),
+            exported(f"{name}_sum", labels))
+
+
+def responses_sent() -> dict[tuple[str, str], float]:
+    """``dnssync_resolver_responses_total`` by (rcode, source)."""
+    return {(s.labels["rcode"], s.labels["source"]): s.value for family in REGISTRY.collect()
+            if family.name == "dnssync_resolver_responses" for s in family.samples if s.name.endswith("_total")}
+
+
+def sent_since(before: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
+    after = responses_sent()
+    return {key: n - before.get(key, 0.0) for key, n in after.items() if n != before.get(key, 0.0)}
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """The server thread counts right after handing the answer to the socket: poll for it, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_a_udp_and_a_tcp_answer_are_each_timed_under_their_transport(dns_server: Running) -> None:
+    udp0, tcp0 = answers_timed("udp"), answers_timed("tcp")
+    assert dns.message.from_wire(udp_ask(dns_server.address, make_query().to_wire())).rcode() == dns.rcode.NOERROR
+    wait_for(lambda: answers_timed("udp")[0] == udp0[0] + 1, "the UDP answer timed")
+    udp1 = answers_timed("udp")
+    assert udp1[1] == udp0[1] + 1 and udp1[2] > udp0[2]
+    assert answers_timed("tcp") == tcp0
+    with socket.create_connection(dns_server.address, timeout=2) as s:
+        s.sendall(framed(make_query().to_wire()))
+        assert dns.message.from_wire(tcp_read(s)).rcode() == dns.rcode.NOERROR
+    wait_for(lambda: answers_timed("tcp")[0] == tcp0[0] + 1, "the TCP answer timed")
+    tcp1 = answers_timed("tcp")
+    assert tcp1[1] == tcp0[1] + 1 and tcp1[2] > tcp0[2]
+    assert answers_timed("udp") == udp1
+
+
+async def test_a_servfail_before_the_first_load_is_counted_once_and_timed() -> None:
+    server = DnsServer(servfail)
+    _, port = server.bind("127.0.0.1", 0)
+    await server.start()
+    try:
+        before, timed = responses_sent(), answers_timed("udp")[0]
+        reply = await dns.asyncquery.udp(make_query(), "127.0.0.1", port=port, timeout=2)
+        assert reply.rcode() == dns.rcode.SERVFAIL
+        assert sent_since(before) == {("SERVFAIL", "loading"): 1}
+        assert answers_timed("udp")[0] == timed + 1
+    finally:
+        await server.close()
+
+
+@dataclass(frozen=True)
+class CountCase:
+    what: str
+    name: str
+    tcp: bool
+    counted: tuple[str, str]  # (rcode, source) counted once for the answer
+    answered: str  # the histogram's answered label: "later" when it waited for the upstream
+
+
+COUNT_CASES = [
+    CountCase("forwarded, fetched upstream", "first.example.net.", False, ("NOERROR", "forward"), "later"),
+    CountCase("forwarded, from the forward cache", "first.example.net.", False, ("NOERROR", "forward"), "at_once"),
+    CountCase("forwarded over TCP, cached", "first.example.net.", True, ("NOERROR", "forward"), "at_once"),
+    CountCase("forwarded NXDOMAIN", "nx.example.net.", False, ("NXDOMAIN", "forward"), "later"),
+    CountCase("upstream SERVFAIL over TCP", "servfail.example.net.", True, ("SERVFAIL", "forward"), "later"),
+    CountCase("our records: not forwarded", "www.skydns.test.", False, ("NOERROR", "records"), "at_once"),
+]
+
+
+async def test_every_forwarded_answer_is_counted_once_as_forward_and_timed() -> None:
+    upstream = await FakeUpstream().start()
+    try:
+        async with serving([upstream.address]) as served:
+            for case in COUNT_CASES:
+                transport = "tcp" if case.tcp else "udp"
+                before = responses_sent()
+                timed = {answered: answers_timed(transport, answered)[0] for answered in ("at_once", "later")}
+                await ask(served, case.name, tcp=case.tcp)
+                assert sent_since(before) == {case.counted: 1}, case.what
+                now = {answered: answers_timed(transport, answered)[0] for answered in ("at_once", "later")}
+                assert now == {**timed, case.answered: timed[case.answered] + 1}, case.what
+    finally:
+        await upstream.close()

@@ -21,6 +21,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
+from prometheus_client import REGISTRY
 
 from devtools.localetcd import LocalEtcd
 from resolver.answers import Answerer
@@ -234,6 +235,43 @@ def test_counters_say_who_answered_a_views_clients(dispatcher: tuple[ViewDispatc
         dispatch.respond(dns.message.make_query(_qname(name), "A").to_wire(), tcp=False, client=(INSIDE_CLIENT, 1))
     dispatch.respond(dns.message.make_query(_qname("shop"), "A").to_wire(), tcp=False, client=(OUTSIDE_CLIENT, 1))
     assert (stats.view_answers, stats.fallbacks) == (before[0] + 1, before[1] + 1)
+
+
+def responses_sent() -> dict[tuple[str, str], float]:
+    """``dnssync_resolver_responses_total`` by (rcode, source)."""
+    return {(s.labels["rcode"], s.labels["source"]): s.value for family in REGISTRY.collect()
+            if family.name == "dnssync_resolver_responses" for s in family.samples if s.name.endswith("_total")}
+
+
+@dataclass(frozen=True)
+class CountedCase:
+    what: str
+    client: str
+    name: str
+    rcode: str  # the rcode counted, once, with source="records"
+
+
+COUNTED_CASES = [
+    CountedCase("the view holds the name", INSIDE_CLIENT, "shop", "NOERROR"),
+    CountedCase("fallback: the view's NXDOMAIN replaced by main's answer", INSIDE_CLIENT, "outside", "NOERROR"),
+    CountedCase("fallback to main's NXDOMAIN", INSIDE_CLIENT, "nowhere", "NXDOMAIN"),
+    CountedCase("fallback: REFUSED outside every zone", INSIDE_CLIENT, "www.example.com.", "REFUSED"),
+    CountedCase("a client outside every view", OUTSIDE_CLIENT, "outside", "NOERROR"),
+]
+
+
+@pytest.mark.parametrize("case", COUNTED_CASES, ids=lambda c: c.what)
+def test_each_answer_to_a_views_client_is_counted_once(case: CountedCase,
+                                                       dispatcher: tuple[ViewDispatcher, Answerer, Answerer]) -> None:
+    dispatch, _, _ = dispatcher
+    for tcp in (False, True):
+        before = responses_sent()
+        wire = dispatch.respond(dns.message.make_query(_qname(case.name), "A").to_wire(), tcp=tcp,
+                                client=(case.client, 5353))
+        assert dns.rcode.to_text(dns.message.from_wire(wire).rcode()) == case.rcode
+        after = responses_sent()
+        changed = {key: n - before.get(key, 0.0) for key, n in after.items() if n != before.get(key, 0.0)}
+        assert changed == {(case.rcode, "records"): 1}, case.what
 
 
 # -- end to end: real etcd, real sockets ---------------------------------------------------------------------

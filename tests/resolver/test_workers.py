@@ -101,6 +101,24 @@ def per_worker_noerror(http_port: int) -> dict[str, float]:
     return counts
 
 
+def per_worker_udp_answers_timed(http_port: int) -> dict[str, float]:
+    """Per worker, the count of the merged ``dnssync_resolver_answer_duration_seconds`` histogram over UDP (answered
+    at once), checked to be a histogram whose ``+Inf`` bucket equals its count."""
+    status, body = http_status(http_port, "/metrics")
+    assert status == 200
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(body.decode()):
+        if family.name == "dnssync_resolver_answer_duration_seconds":
+            assert family.type == "histogram"
+            udp = [s for s in family.samples
+                   if s.labels.get("transport") == "udp" and s.labels.get("answered") == "at_once"]
+            counts.update((s.labels["worker"], s.value) for s in udp if s.name.endswith("_count"))
+            for s in udp:
+                if s.labels.get("le") == "+Inf":
+                    assert s.value == counts[s.labels["worker"]], s
+    return counts
+
+
 def health(http_port: int) -> dict[str, object]:
     status, body = http_status(http_port, "/healthz")
     assert status == 200
@@ -169,6 +187,8 @@ def test_two_workers_both_answer_and_both_follow_etcd(tmp_path: Path, processes:
         assert all(answer(dns_port) == ("NOERROR", ("10.0.0.2",)) for _ in range(40)), "a worker missed the change"
         after = per_worker_noerror(http_port)
         assert all(after[w] > before[w] for w in ("0", "1")), (before, after)  # both answered after the change
+        timed = per_worker_udp_answers_timed(http_port)
+        assert set(timed) == {"0", "1"} and all(n > 0 for n in timed.values()), timed
 
         _, body = http_status(http_port, "/metrics")
         assert b"dnssync_resolver_workers 2.0" in body and b"dnssync_resolver_workers_up 2.0" in body
