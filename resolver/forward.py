@@ -79,7 +79,7 @@ from resolver.forward_cache import (
     servfail_entry,
 )
 from resolver.server import Reply, Respond
-from skydns.settings import parse_duration
+from skydns.settings import parse_duration, parse_networks
 
 log = structlog.get_logger("resolver.forward")
 
@@ -167,19 +167,9 @@ def parse_upstreams(items: Sequence[str]) -> tuple[tuple[str, int], ...]:
     return tuple(dict.fromkeys(out))
 
 
-def parse_networks(items: Sequence[str]) -> tuple[str, ...]:
+def parse_recursion_networks(items: Sequence[str]) -> tuple[str, ...]:
     """Comma-separated ``--allow-recursion`` CIDRs (repeatable) -> normalised network strings."""
-    out: list[str] = []
-    for item in items:
-        for part in item.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                out.append(str(ipaddress.ip_network(part, strict=False)))
-            except ValueError:
-                raise ValueError(f"--allow-recursion: not a CIDR: {part!r}") from None
-    return tuple(dict.fromkeys(out))
+    return tuple(str(n) for n in parse_networks(items, "--allow-recursion"))
 
 
 @dataclass(frozen=True)
@@ -199,7 +189,7 @@ class ForwardSettings:
               listen: tuple[str, int] | None = None) -> ForwardSettings | None:
         """The settings, or None without ``--forward``; raises ``ValueError`` with a one-line message."""
         upstreams = parse_upstreams(forward)
-        networks = parse_networks(allow)
+        networks = parse_recursion_networks(allow)
         if not upstreams:
             if networks:
                 raise ValueError("--allow-recursion needs --forward (the upstreams to forward to)")

@@ -53,6 +53,7 @@ import dns.tsig
 
 from resolver.journal import serial_lt
 from resolver.zonecontent import ZoneContent
+from skydns.settings import Network, parse_networks
 
 MESSAGE_TARGET = 16_000  # bytes of records per transfer message (TCP allows 65535; BIND uses about 16 KB)
 TSIG_FUDGE = 300
@@ -65,24 +66,13 @@ ALGORITHMS = {
     "hmac-sha224": dns.tsig.HMAC_SHA224, "hmac-sha1": dns.tsig.HMAC_SHA1,
 }
 _HEADER = struct.Struct("!HHHHHH")
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 # -- configuration ---------------------------------------------------------------------------------------------
 
 def parse_acl(items: Sequence[str]) -> tuple[Network, ...]:
     """``--allow-transfer`` values (comma-separated CIDRs or addresses, repeatable). Raises ``ValueError``."""
-    out: list[Network] = []
-    for item in items:
-        for part in item.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                out.append(ipaddress.ip_network(part, strict=False))
-            except ValueError:
-                raise ValueError(f"--allow-transfer: {part!r} is not an address or CIDR") from None
-    return tuple(dict.fromkeys(out))
+    return parse_networks(items, "--allow-transfer")
 
 
 def allowed(acl: Sequence[Network], client: object) -> bool:

@@ -4,12 +4,15 @@
   ``no``, ``off`` and the empty string), case and surrounding white space ignored; anything else is an error,
   never silently false;
 * ``host:port`` or ``[v6]:port`` listen addresses (:func:`parse_hostport`);
+* networks: repeatable, comma-separated CIDRs or addresses (:func:`parse_networks`);
 * durations: whole seconds (``300``) or Go-style parts (``500ms``, ``30s``, ``5m``, ``24h``, ``1h30m``, ``2d``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Sequence
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
@@ -60,3 +63,23 @@ def parse_hostport(text: str, flag: str = "--listen") -> tuple[str, int]:
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"{flag}: bad port in {text!r}")
     return host, int(port_text)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(items: Sequence[str], flag: str) -> tuple[Network, ...]:
+    """Repeatable, comma-separated CIDRs or single addresses (``--allow-transfer``, ``--allow-recursion``) ->
+    networks in the order given, duplicates dropped; host bits are ignored (``10.0.0.1/8`` is ``10.0.0.0/8``).
+    :class:`ValueError` names the flag and the bad value."""
+    out: list[Network] = []
+    for item in items:
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                out.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(f"{flag}: {part!r} is not an address or CIDR") from None
+    return tuple(dict.fromkeys(out))
