@@ -29,7 +29,8 @@ from tests.conftest import etcd_settings
 from tests.fakekube import FakeKubeServer
 from tests.processes import http_status, wait_until
 from tests.syncer.helpers import ROOT, ep
-from tests.syncer.test_continuous import OWNER, _has, _true, answers, config_for, eventually, lb_service
+from tests.syncer.running import eventually, truthy
+from tests.syncer.test_continuous import OWNER, _has, answers, config_for, lb_service
 
 ELECTION = b"/dnssync/election/" + OWNER.encode() + b"/"
 
@@ -39,7 +40,7 @@ async def started(config: SyncConfig) -> AsyncIterator[tuple[Controller, asyncio
     ctl = Controller(config, out=io.StringIO())
     task = asyncio.create_task(ctl.run())
     try:
-        await eventually(lambda: _true(ctl.ready() or task.done()), "the controller ready")
+        await eventually(lambda: truthy(ctl.ready() or task.done()), "the controller ready")
         assert not task.done(), task.result()
         yield ctl, task
     finally:
@@ -56,7 +57,7 @@ async def test_a_single_replica_leads_and_writes(etcd: EtcdClient, etcd_server: 
     with FakeKubeServer() as kube:
         kube.apply(lb_service("web", "10.0.0.1"))
         async with started(config_for(kube, etcd_server.endpoint, tmp_path)) as (ctl, _):
-            await eventually(lambda: _true(ctl.leading and ctl.synced), "the lead")
+            await eventually(lambda: truthy(ctl.leading and ctl.synced), "the lead")
             assert await answers(etcd) == {"web.example.org": ["10.0.0.1"]}
             assert ctl.health()[1]["role"] == "leader" and metrics.LEADER._value.get() == 1  # type: ignore[attr-defined]
             assert len(await candidates(etcd)) == 1
@@ -69,7 +70,7 @@ async def test_two_replicas_race_one_leads_the_other_stands_by_and_takes_over_at
         kube.apply(lb_service("web", "10.0.0.1"))
         config = config_for(kube, etcd_server.endpoint, tmp_path)
         async with started(config) as (a, _), started(config) as (b, _):
-            await eventually(lambda: _true(a.leading != b.leading), "exactly one leader")
+            await eventually(lambda: truthy(a.leading != b.leading), "exactly one leader")
             leader, standby = (a, b) if a.leading else (b, a)
             assert standby.ready() and standby.health()[1]["role"] == "standby"  # warm caches: ready too
             assert len(await candidates(etcd)) == 2
@@ -77,7 +78,7 @@ async def test_two_replicas_race_one_leads_the_other_stands_by_and_takes_over_at
             await eventually(lambda: _has(etcd, "web.example.org", ["10.0.0.2"]), "the leader's write")
             leader.stop()  # SIGTERM: the lease is revoked, the standby leads at once
             started_at = time.monotonic()
-            await eventually(lambda: _true(standby.leading), "the standby to lead", timeout=5)
+            await eventually(lambda: truthy(standby.leading), "the standby to lead", timeout=5)
             assert time.monotonic() - started_at < 2.0
             kube.apply(lb_service("web", "10.0.0.3"))
             await eventually(lambda: _has(etcd, "web.example.org", ["10.0.0.3"]), "the new leader's write")
@@ -119,7 +120,7 @@ async def test_a_leader_whose_key_is_taken_steps_down_without_writing(
     with FakeKubeServer() as kube:
         kube.apply(lb_service("web", "10.0.0.1"))
         async with started(config_for(kube, etcd_server.endpoint, tmp_path)) as (ctl, _):
-            await eventually(lambda: _true(ctl.leading and ctl.synced), "the lead")
+            await eventually(lambda: truthy(ctl.leading and ctl.synced), "the lead")
             assert ctl.election is not None
             fenced = metrics.FENCED_TXNS._value.get()  # type: ignore[attr-defined]
             # As if this leader had been paused past its TTL: its key is gone and another candidate leads.
@@ -127,7 +128,7 @@ async def test_a_leader_whose_key_is_taken_steps_down_without_writing(
             other = Election(etcd, "/dnssync/election/", OWNER, ttl=10)
             await other.campaign(timeout=5)
             kube.apply(lb_service("web", "10.0.0.66"))  # its cache moves on, but it may not write any more
-            await eventually(lambda: _true(not ctl.leading), "the old leader stepping down")
+            await eventually(lambda: truthy(not ctl.leading), "the old leader stepping down")
             assert metrics.FENCED_TXNS._value.get() > fenced  # type: ignore[attr-defined]
             assert await answers(etcd) == {"web.example.org": ["10.0.0.1"]}
             assert ctl.health()[1]["role"] == "standby"
@@ -141,11 +142,11 @@ async def test_etcd_unreachable_longer_than_the_ttl_makes_the_leader_step_down(
         kube.apply(lb_service("web", "10.0.0.1"))
         config = config_for(kube, own_etcd.endpoint, tmp_path, "--election-ttl", "2s")
         async with started(config) as (ctl, _):
-            await eventually(lambda: _true(ctl.leading), "the lead")
+            await eventually(lambda: truthy(ctl.leading), "the lead")
             own_etcd.stop()
-            await eventually(lambda: _true(not ctl.leading), "stepping down", timeout=15)
+            await eventually(lambda: truthy(not ctl.leading), "stepping down", timeout=15)
             own_etcd.start()
-            await eventually(lambda: _true(ctl.leading), "leading again", timeout=20)
+            await eventually(lambda: truthy(ctl.leading), "leading again", timeout=20)
             kube.apply(lb_service("web", "10.0.0.2"))
             client = EtcdClient(etcd_settings(own_etcd))
             try:
