@@ -106,39 +106,50 @@ def fresh_answer(store: Store, query: bytes, tcp: bool, mode: dict[str, bool]) -
         cold.close()
 
 
+def apply_write(store: Store, step: tuple, state: dict[str, bytes], revs: dict[str, int]) -> bool:
+    """Apply a write step (put, del, txn, reload, history) to the store and the expected ``state``; ``False`` for
+    an ask step, which the caller handles."""
+    kind, a, b = step
+    rev = store.revision + 1
+    if kind == "put":
+        state[a], revs[a] = b.encode(), rev
+        store.apply(rev, [KeyChange(a, b.encode(), rev)])
+    elif kind == "del":
+        state.pop(a, None)
+        store.apply(rev, [KeyChange(a, None, rev)])
+    elif kind == "txn":
+        changes = {}
+        for key, value in a:  # the last write of a key in one transaction wins, as in etcd
+            changes[key] = KeyChange(key, value.encode() if value is not None else None, rev)
+            if value is None:
+                state.pop(key, None)
+            else:
+                state[key], revs[key] = value.encode(), rev
+        store.apply(rev, list(changes.values()))
+    elif kind == "reload":
+        store.replace(rev, [KeyChange(k, v, revs[k]) for k, v in state.items()])
+    elif kind == "history":  # a delete before the load, found in etcd's history: the serial moves
+        store.apply_history(a, store.loaded_revision)
+    else:
+        return False
+    return True
+
+
 def run(u: Universe, steps: list[tuple], edns: bool, mode: dict[str, bool]) -> None:
     store = Store()
     state: dict[str, bytes] = {}
     revs: dict[str, int] = {}
     answerer = Answerer(store, ZONES, **mode)
-    for kind, a, b in steps:
-        rev = store.revision + 1
-        if kind == "put":
-            state[a], revs[a] = b.encode(), rev
-            store.apply(rev, [KeyChange(a, b.encode(), rev)])
-        elif kind == "del":
-            state.pop(a, None)
-            store.apply(rev, [KeyChange(a, None, rev)])
-        elif kind == "txn":
-            changes = {}
-            for key, value in a:  # the last write of a key in one transaction wins, as in etcd
-                changes[key] = KeyChange(key, value.encode() if value is not None else None, rev)
-                if value is None:
-                    state.pop(key, None)
-                else:
-                    state[key], revs[key] = value.encode(), rev
-            store.apply(rev, list(changes.values()))
-        elif kind == "reload":
-            store.replace(rev, [KeyChange(k, v, revs[k]) for k, v in state.items()])
-        elif kind == "history":  # a delete before the load, found in etcd's history: the serial moves
-            store.apply_history(a, store.loaded_revision)
-        else:
-            for name in u.names:
-                query = dns.message.make_query(name, b, use_edns=0 if edns else -1).to_wire()
-                for tcp in (False, True):
-                    fresh = fresh_answer(store, query, tcp, mode)
-                    for _ in range(2):  # the second one is a cache hit
-                        assert answerer.respond(query, tcp=tcp) == fresh, (name, b, tcp)
+    for step in steps:
+        if apply_write(store, step, state, revs):
+            continue
+        rtype = step[2]  # an ask: ("ask", "", type)
+        for name in u.names:
+            query = dns.message.make_query(name, rtype, use_edns=0 if edns else -1).to_wire()
+            for tcp in (False, True):
+                fresh = fresh_answer(store, query, tcp, mode)
+                for _ in range(2):  # the second one is a cache hit
+                    assert answerer.respond(query, tcp=tcp) == fresh, (name, rtype, tcp)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

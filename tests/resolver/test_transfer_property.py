@@ -19,8 +19,15 @@ from hypothesis import strategies as st
 from resolver.lookup import T_A, T_AAAA, T_CNAME, T_MX, T_NS, T_PTR, T_SRV, T_TXT, Lookup, Mode
 from resolver.store import Store
 from resolver.zonecontent import END_OF_TIME, ZoneContent, rrsets_wire
-from skydns.changes import KeyChange
-from tests.resolver.test_answers_cache_property import APEX, BROAD, WILDCARD, ZONES, Universe, steps_from
+from tests.resolver.test_answers_cache_property import (
+    APEX,
+    BROAD,
+    WILDCARD,
+    ZONES,
+    Universe,
+    apply_write,
+    steps_from,
+)
 
 NS_UNIVERSE = Universe(
     keys=["/skydns/test/t/dns/ns/n1", "/skydns/test/t/dns/ns/n2", "/skydns/test/t/n3", "/skydns/test/t/n3/x",
@@ -31,28 +38,9 @@ NS_UNIVERSE = Universe(
 
 
 def apply_steps(store: Store, steps: list[tuple], state: dict[str, bytes], revs: dict[str, int]) -> None:
-    """One step of the answer-cache test's sequences against the store (asks are no-ops here)."""
-    for kind, a, b in steps:
-        rev = store.revision + 1
-        if kind == "put":
-            state[a], revs[a] = b.encode(), rev
-            store.apply(rev, [KeyChange(a, b.encode(), rev)])
-        elif kind == "del":
-            state.pop(a, None)
-            store.apply(rev, [KeyChange(a, None, rev)])
-        elif kind == "txn":
-            changes = {}
-            for key, value in a:
-                changes[key] = KeyChange(key, value.encode() if value is not None else None, rev)
-                if value is None:
-                    state.pop(key, None)
-                else:
-                    state[key], revs[key] = value.encode(), rev
-            store.apply(rev, list(changes.values()))
-        elif kind == "reload":
-            store.replace(rev, [KeyChange(k, v, revs[k]) for k, v in state.items()])
-        elif kind == "history":
-            store.apply_history(a, store.loaded_revision)
+    """The answer-cache test's sequences against the store (asks are no-ops here)."""
+    for step in steps:
+        apply_write(store, step, state, revs)
 
 
 def fresh(store: Store, mode: Mode, zone_index: int) -> set[bytes]:
