@@ -152,6 +152,24 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+async def _json_object(response: aiohttp.ClientResponse, verb: str, kind: str) -> Obj:
+    """A 2xx answer's JSON object; a non-2xx answer raises :class:`ApiStatusError`, anything else that is not a
+    JSON object :class:`KubeProtocolError`."""
+    if not 200 <= response.status < 300:
+        raise await _status_error(response, verb, kind)
+    try:
+        body = await response.read()
+    finally:
+        response.release()
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise KubeProtocolError(f"{verb} {kind}: the answer is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise KubeProtocolError(f"{verb} {kind}: the answer is not an object")
+    return doc
+
+
 def _retry_after(headers: Any, status: Obj) -> float | None:
     raw = headers.get("Retry-After") if headers is not None else None
     for value in (raw, (status.get("details") or {}).get("retryAfterSeconds")):
@@ -305,17 +323,8 @@ class KubeClient:
         """One page of a LIST, as the server's JSON (``metadata.resourceVersion``/``continue``, ``items``)."""
         response = await self._send(kind, namespace, self.request_timeout, label_selector=label_selector,
                                     field_selector=field_selector, limit=limit, _continue=continue_token)
-        if not 200 <= response.status < 300:
-            raise await _status_error(response, "list", kind)
-        try:
-            body = await response.read()
-        finally:
-            response.release()
-        try:
-            doc = json.loads(body)
-        except ValueError as exc:
-            raise KubeProtocolError(f"list {kind}: the answer is not JSON: {exc}") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list):
+        doc = await _json_object(response, "list", kind)
+        if not isinstance(doc.get("items", []), list):
             raise KubeProtocolError(f"list {kind}: the answer is not a list object")
         return doc
 
@@ -329,20 +338,7 @@ class KubeClient:
             header_params={"Accept": "application/json", "Content-Type": "application/json"})
         rest = await self.api_client.call_api(method, url, headers, data, post,
                                               _request_timeout=float(self.request_timeout), _preload_content=False)
-        response = rest.response
-        if not 200 <= response.status < 300:
-            raise await _status_error(response, "update", kind)
-        try:
-            raw = await response.read()
-        finally:
-            response.release()
-        try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise KubeProtocolError(f"update {kind} status: the answer is not JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise KubeProtocolError(f"update {kind} status: the answer is not an object")
-        return doc
+        return await _json_object(rest.response, "update", kind)
 
     def watch(self, kind: str, namespace: str | None = None, *, resource_version: str = "",
               label_selector: str = "", field_selector: str = "", timeout_seconds: int = 300,
